@@ -1,0 +1,109 @@
+// Package admin is Keygate's key-management REST API as a plain
+// http.Handler. It is served on Caddy's admin endpoint, which trusts its
+// callers, and on sites through apikey_admin, where callers authenticate
+// with their own key; the Principal in the request context says which.
+package admin
+
+import (
+	"context"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/internal/scope"
+	"github.com/keygate/keygate/storage"
+)
+
+// Principal is who calls the API and what it may do.
+type Principal struct {
+	// Actor is recorded in audit events: a key id, or "admin".
+	Actor string
+	// AccountID is the caller's account; empty for the trusted endpoint.
+	AccountID string
+	// Scopes are the caller's effective scopes.
+	Scopes []string
+}
+
+// Trusted is the principal of Caddy's admin endpoint: it may do anything.
+var Trusted = Principal{Actor: "admin", Scopes: []string{scope.All}}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p for the Handler.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the principal carried by ctx.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// trusted reports whether p is the admin endpoint's principal.
+func (p Principal) trusted() bool { return p.AccountID == "" }
+
+// seesAllAccounts reports whether p may see and manage other accounts' keys.
+func (p Principal) seesAllAccounts() bool {
+	return p.trusted() || scope.AnyCovers(p.Scopes, "accounts:read")
+}
+
+// MaxBodyBytes bounds request bodies; larger ones get 413.
+const MaxBodyBytes = 64 << 10
+
+// Handler serves the admin API. Requests must carry a Principal (see
+// WithPrincipal); those without one are refused.
+type Handler struct {
+	store  storage.Store
+	tokens storage.TokenFormat
+	logger *zap.Logger
+	mux    *http.ServeMux
+}
+
+// New returns the admin API on store, issuing tokens of the given format.
+func New(store storage.Store, tokens storage.TokenFormat, logger *zap.Logger) *Handler {
+	h := &Handler{store: store, tokens: tokens, logger: logger, mux: http.NewServeMux()}
+	h.route("POST /accounts", "accounts:create", h.createAccount)
+	h.route("GET /accounts", "accounts:read", h.listAccounts)
+	h.route("GET /accounts/{id}", "accounts:read", h.getAccount)
+	h.route("PATCH /accounts/{id}", "accounts:update", h.updateAccount)
+	h.route("POST /keys", "api_keys:create", h.createKey)
+	h.route("GET /keys", "api_keys:read", h.listKeys)
+	h.route("GET /keys/{id}", "api_keys:read", h.getKey)
+	h.route("DELETE /keys/{id}", "api_keys:delete", h.deleteKey)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return h
+}
+
+// handlerFunc is an API route: it writes the response on success and
+// returns an *apiError (or any error, answered 500) otherwise.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p Principal) error
+
+// route registers fn under pattern, for callers holding requiredScope.
+func (h *Handler) route(pattern, requiredScope string, fn handlerFunc) {
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		p, ok := PrincipalFrom(r.Context())
+		if !ok {
+			writeError(w, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "no credential"})
+			return
+		}
+		if !scope.AnyCovers(p.Scopes, requiredScope) {
+			writeError(w, &apiError{
+				status: http.StatusForbidden, code: "insufficient_scope",
+				message: "this key lacks the scope " + requiredScope,
+				extra:   map[string]any{"required_scope": requiredScope},
+			})
+			return
+		}
+		if err := fn(w, r, p); err != nil {
+			h.fail(w, r, err)
+		}
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mux.ServeHTTP(w, r)
+}

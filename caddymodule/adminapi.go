@@ -1,0 +1,81 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/keygate/keygate/admin"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// adminAPIPrefix is where the key-management API lives on Caddy's admin
+// endpoint.
+const adminAPIPrefix = "/apikeys"
+
+// AdminAPI serves the key-management API on Caddy's admin endpoint under
+// /apikeys/. The admin endpoint is trusted, so its callers act with every
+// scope; audit events name them "admin".
+type AdminAPI struct {
+	ctx caddy.Context
+}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.apikeys",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Provision keeps the context: the admin endpoint is provisioned for every
+// config load, also those without the apikeys app, so the app is looked up
+// when a request comes.
+func (a *AdminAPI) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	return nil
+}
+
+// Routes implements caddy.AdminRouter.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{
+		Pattern: adminAPIPrefix + "/",
+		Handler: caddy.AdminHandlerFunc(a.serve),
+	}}
+}
+
+func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	h, err := a.apiHandler()
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+	}
+	r2 := r.Clone(admin.WithPrincipal(r.Context(), admin.Trusted))
+	r2.URL.Path = strings.TrimPrefix(r.URL.Path, adminAPIPrefix)
+	r2.URL.RawPath = ""
+	h.ServeHTTP(w, r2)
+	return nil
+}
+
+// apiHandler returns the admin API of the running apikeys app.
+func (a *AdminAPI) apiHandler() (*admin.Handler, error) {
+	appModule, err := a.ctx.AppIfConfigured("apikeys")
+	if err != nil {
+		return nil, errors.New("keygate is not configured: add the apikeys global option or an apikey_auth handler")
+	}
+	api := appModule.(*App).api()
+	if api == nil {
+		return nil, errors.New("the key store is not open yet")
+	}
+	return api, nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner = (*AdminAPI)(nil)
+	_ caddy.AdminRouter = (*AdminAPI)(nil)
+)

@@ -1,0 +1,395 @@
+// Package caddymodule holds Keygate's Caddy modules: the apikeys app, the
+// apikey_auth and apikey_admin HTTP handlers, the admin.api.apikeys admin
+// route and their Caddyfile syntax.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/storage"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+	httpcaddyfile.RegisterGlobalOption("apikeys", parseGlobalOption)
+}
+
+// App is the apikeys app: the key store and the cache in front of it,
+// shared by every Keygate handler of a config and kept across config
+// reloads as long as the storage and cache settings do not change.
+type App struct {
+	// Storage is where keys live.
+	Storage *StorageConfig `json:"storage,omitempty"`
+	// KeyPrefix starts every token: 1–16 of [a-z0-9_]; "-" is added.
+	// Default: sk.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// Cache sizes the in-memory cache of verified tokens.
+	Cache *CacheConfig `json:"cache,omitempty"`
+
+	tokens  storage.TokenFormat
+	backend *backend
+	poolKey string
+	logger  *zap.Logger
+}
+
+// StorageConfig selects the key store.
+type StorageConfig struct {
+	// Type is "postgres". (The embedded "file" store is not built yet.)
+	Type string `json:"type"`
+	// DSN is the PostgreSQL connection string. Use a runtime placeholder
+	// such as {env.DATABASE_URL} so the secret stays out of the JSON.
+	DSN string `json:"dsn,omitempty"`
+	// Schema is the PostgreSQL schema holding Keygate's tables, so several
+	// deployments can share a database. Default: keygate.
+	Schema string `json:"schema,omitempty"`
+}
+
+// CacheConfig sizes the token cache.
+type CacheConfig struct {
+	// MaxEntries bounds the number of cached tokens. Default: 100000.
+	MaxEntries int64 `json:"max_entries,omitempty"`
+	// TTL bounds how long a token is trusted without asking the store;
+	// it only matters when change notices are lost. Default: 5m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+	// NegativeTTL is how long an unknown well-formed token is remembered.
+	// Default: 30s.
+	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "apikeys",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision sets up the app without touching the network, so that
+// `caddy validate` works without a database.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.KeyPrefix == "" {
+		a.KeyPrefix = storage.DefaultKeyPrefix
+	}
+	tokens, err := storage.NewTokenFormat(a.KeyPrefix)
+	if err != nil {
+		return fmt.Errorf("key_prefix: %w", err)
+	}
+	a.tokens = tokens
+	if a.Storage == nil {
+		return errors.New("storage: none configured; the embedded file store is not available yet, " +
+			"set `storage postgres {env.DATABASE_URL}` in the apikeys global option")
+	}
+	if a.Cache == nil {
+		a.Cache = new(CacheConfig)
+	}
+	repl := caddy.NewReplacer()
+	settings := backendSettings{
+		tokens:      tokens,
+		storageType: a.Storage.Type,
+		dsn:         repl.ReplaceKnown(a.Storage.DSN, ""),
+		schema:      a.Storage.Schema,
+		cache: storage.CacheConfig{
+			MaxEntries:  a.Cache.MaxEntries,
+			TTL:         time.Duration(a.Cache.TTL),
+			NegativeTTL: time.Duration(a.Cache.NegativeTTL),
+		},
+	}
+	if settings.schema == "" {
+		settings.schema = storage.DefaultSchema
+	}
+	a.poolKey = settings.key()
+	value, _, err := backends.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		return &backend{settings: settings}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.backend = value.(*backend)
+	return nil
+}
+
+// Validate checks the settings Provision did not.
+func (a *App) Validate() error {
+	switch a.Storage.Type {
+	case "postgres":
+		if a.Storage.DSN == "" {
+			return errors.New("storage postgres: a connection string is required")
+		}
+		if err := storage.ValidateSchema(a.backend.settings.schema); err != nil {
+			return fmt.Errorf("storage postgres: %w", err)
+		}
+	case "file":
+		return errors.New("storage file: the embedded file store is not available yet; use storage postgres")
+	default:
+		return fmt.Errorf("storage: unknown type %q (want postgres)", a.Storage.Type)
+	}
+	if a.Cache.MaxEntries < 0 || a.Cache.TTL < 0 || a.Cache.NegativeTTL < 0 {
+		return errors.New("cache: max_entries, ttl and negative_ttl must not be negative")
+	}
+	return nil
+}
+
+// Start connects to the store and applies its migrations, unless the
+// shared backend is already open from a previous config.
+func (a *App) Start() error {
+	return a.backend.open(a.logger)
+}
+
+// Stop implements caddy.App. The backend outlives configs; Cleanup
+// releases this config's hold on it.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases the app's hold on the shared backend, which closes when
+// no config uses it any more.
+func (a *App) Cleanup() error {
+	if a.poolKey == "" {
+		return nil
+	}
+	_, err := backends.Delete(a.poolKey)
+	return err
+}
+
+// Tokens returns the token format of this app.
+func (a *App) Tokens() storage.TokenFormat { return a.tokens }
+
+// verifier returns the cache, or nil before Start.
+func (a *App) verifier() *storage.Cache {
+	b := a.backend.get()
+	if b == nil {
+		return nil
+	}
+	return b.cache
+}
+
+// api returns the admin API, or nil before Start.
+func (a *App) api() *admin.Handler {
+	b := a.backend.get()
+	if b == nil {
+		return nil
+	}
+	return b.api
+}
+
+// backends holds the open stores, keyed by their settings, so a config
+// reload reuses connections and cache instead of reopening them.
+var backends = caddy.NewUsagePool()
+
+// backendSettings identify a backend.
+type backendSettings struct {
+	tokens      storage.TokenFormat
+	storageType string
+	dsn         string
+	schema      string
+	cache       storage.CacheConfig
+}
+
+func (s backendSettings) key() string {
+	return s.tokens.Prefix() + "\x00" + s.storageType + "\x00" + s.dsn + "\x00" + s.schema + "\x00" +
+		strconv.FormatInt(s.cache.MaxEntries, 10) + "\x00" + s.cache.TTL.String() + "\x00" + s.cache.NegativeTTL.String()
+}
+
+// backend is an open store with its cache and admin API, shared across
+// configs.
+type backend struct {
+	settings backendSettings
+
+	mu   sync.Mutex
+	live atomic.Pointer[openBackend]
+}
+
+// openBackend is what an open backend serves with.
+type openBackend struct {
+	store storage.Store
+	cache *storage.Cache
+	api   *admin.Handler
+}
+
+func (b *backend) open(logger *zap.Logger) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.live.Load() != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := storage.OpenPostgres(ctx, b.settings.dsn, b.settings.schema)
+	if err != nil {
+		return fmt.Errorf("opening key store: %w", err)
+	}
+	cfg := b.settings.cache
+	cfg.Decorate = decorateCredential
+	cache, err := storage.NewCache(st, cfg)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	b.live.Store(&openBackend{store: st, cache: cache, api: admin.New(st, b.settings.tokens, logger.Named("admin"))})
+	logger.Info("key store open", zap.String("storage", b.settings.storageType), zap.String("schema", b.settings.schema))
+	return nil
+}
+
+// get returns the open backend, or nil before open.
+func (b *backend) get() *openBackend { return b.live.Load() }
+
+// Destruct closes the cache and the store.
+func (b *backend) Destruct() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ob := b.live.Swap(nil); ob != nil {
+		ob.cache.Close()
+		ob.store.Close()
+	}
+	return nil
+}
+
+// parseGlobalOption sets up the apikeys app from the Caddyfile:
+//
+//	apikeys {
+//		storage postgres <dsn> {
+//			schema <name>
+//		}
+//		key_prefix <prefix>
+//		cache {
+//			max_entries <n>
+//			ttl <duration>
+//			negative_ttl <duration>
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if existing != nil {
+		return nil, d.Err("apikeys: the global option may appear only once")
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "apikeys", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "storage":
+			if a.Storage != nil {
+				return d.Err("storage: already set")
+			}
+			a.Storage = new(StorageConfig)
+			if !d.NextArg() {
+				return d.Err("storage: expected a type: postgres <dsn> or file <path>")
+			}
+			a.Storage.Type = d.Val()
+			switch a.Storage.Type {
+			case "postgres":
+				if !d.NextArg() {
+					return d.Err("storage postgres: expected a connection string, e.g. {env.DATABASE_URL}")
+				}
+				a.Storage.DSN = d.Val()
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+				for d.NextBlock(1) {
+					switch d.Val() {
+					case "schema":
+						if !d.NextArg() {
+							return d.ArgErr()
+						}
+						a.Storage.Schema = d.Val()
+						if err := storage.ValidateSchema(a.Storage.Schema); err != nil {
+							return d.Errf("storage postgres: %v", err)
+						}
+						if d.NextArg() {
+							return d.ArgErr()
+						}
+					default:
+						return d.Errf("storage postgres: unknown option %q", d.Val())
+					}
+				}
+			case "file":
+				return d.Err("storage file: the embedded file store is not available yet; use storage postgres")
+			default:
+				return d.Errf("storage: unknown type %q (want postgres)", a.Storage.Type)
+			}
+		case "key_prefix":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.KeyPrefix = d.Val()
+			if err := storage.ValidateKeyPrefix(a.KeyPrefix); err != nil {
+				return d.Errf("key_prefix: %v", err)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "cache":
+			if a.Cache != nil {
+				return d.Err("cache: already set")
+			}
+			a.Cache = new(CacheConfig)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for d.NextBlock(1) {
+				opt := d.Val()
+				if !d.NextArg() {
+					return d.ArgErr()
+				}
+				val := d.Val()
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+				switch opt {
+				case "max_entries":
+					n, err := strconv.ParseInt(val, 10, 64)
+					if err != nil || n < 1 {
+						return d.Errf("cache max_entries: %q is not a positive integer", val)
+					}
+					a.Cache.MaxEntries = n
+				case "ttl", "negative_ttl":
+					dur, err := caddy.ParseDuration(val)
+					if err != nil || dur <= 0 {
+						return d.Errf("cache %s: %q is not a positive duration", opt, val)
+					}
+					if opt == "ttl" {
+						a.Cache.TTL = caddy.Duration(dur)
+					} else {
+						a.Cache.NegativeTTL = caddy.Duration(dur)
+					}
+				default:
+					return d.Errf("cache: unknown option %q", opt)
+				}
+			}
+		default:
+			return d.Errf("apikeys: unknown option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.App             = (*App)(nil)
+	_ caddy.Provisioner     = (*App)(nil)
+	_ caddy.Validator       = (*App)(nil)
+	_ caddy.CleanerUpper    = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddy.Destructor      = (*backend)(nil)
+)

@@ -1,0 +1,49 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/keygate/keygate/storage"
+)
+
+// credentialVars are a credential's request placeholders, boxed once when
+// the credential is read from the store so that a request that passes
+// costs no allocation to expose them.
+type credentialVars struct {
+	accountID, keyID, tokenID, accountName, team, scopes any
+}
+
+// decorateCredential attaches the credential's placeholders to it, as a
+// caddy.ReplacerFunc in Values. It is the cache's Decorate hook.
+func decorateCredential(c *storage.Credential) {
+	v := &credentialVars{
+		accountID:   c.AccountID,
+		keyID:       c.KeyID,
+		tokenID:     c.TokenID,
+		accountName: c.AccountName,
+		team:        c.Team,
+		scopes:      c.JoinedScopes,
+	}
+	c.Values = caddy.ReplacerFunc(v.lookup)
+}
+
+// lookup serves {http.auth.user.id} (the account id, as Caddy's own
+// authentication sets it, so access logs show it as user_id) and the
+// {apikey.*} placeholders.
+func (v *credentialVars) lookup(key string) (any, bool) {
+	switch key {
+	case "http.auth.user.id", "apikey.account":
+		return v.accountID, true
+	case "apikey.key_id":
+		return v.keyID, true
+	case "apikey.token_id":
+		return v.tokenID, true
+	case "apikey.account_name":
+		return v.accountName, true
+	case "apikey.team":
+		return v.team, true
+	case "apikey.scopes":
+		return v.scopes, true
+	}
+	return nil, false
+}

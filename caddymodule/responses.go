@@ -1,0 +1,83 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// denial is one refusal, rendered once when the handler is provisioned so
+// that answering a flood of bad requests costs no encoding.
+type denial struct {
+	status          int
+	body            []byte
+	wwwAuthenticate []string
+	retryAfter      []string
+	err             error
+}
+
+// Retry-After sent with 503 when the store is unreachable, in seconds.
+const retryAfterSeconds = 2
+
+var jsonContentType = []string{"application/json"}
+
+// newDenial renders the answer {"error": code, "message": message, ...extra}.
+// challenge is the WWW-Authenticate value, or "" for none.
+func newDenial(status int, code, message, challenge string, extra map[string]string) *denial {
+	fields := map[string]string{"error": code, "message": message}
+	for k, v := range extra {
+		fields[k] = v
+	}
+	body, _ := json.Marshal(fields) // a map of strings always encodes
+	d := &denial{status: status, body: append(body, '\n'), err: errors.New(code + ": " + message)}
+	if challenge != "" {
+		d.wwwAuthenticate = []string{challenge}
+	}
+	if status == http.StatusServiceUnavailable {
+		d.retryAfter = []string{strconv.Itoa(retryAfterSeconds)}
+	}
+	return d
+}
+
+// challenge returns a Bearer WWW-Authenticate value (RFC 6750) for realm
+// with the given auth-params, quoted.
+func challenge(realm string, params ...string) string {
+	var b strings.Builder
+	b.WriteString(`Bearer realm=`)
+	b.WriteString(strconv.Quote(realm))
+	for i := 0; i+1 < len(params); i += 2 {
+		b.WriteString(", ")
+		b.WriteString(params[i])
+		b.WriteString("=")
+		b.WriteString(strconv.Quote(params[i+1]))
+	}
+	return b.String()
+}
+
+// serve answers the denial. When the server has handle_errors routes, it
+// returns a caddyhttp.HandlerError instead, so those routes can render it;
+// the challenge headers are set either way.
+func (d *denial) serve(w http.ResponseWriter, r *http.Request) error {
+	h := w.Header()
+	if d.wwwAuthenticate != nil {
+		h["Www-Authenticate"] = d.wwwAuthenticate
+	}
+	if d.retryAfter != nil {
+		h["Retry-After"] = d.retryAfter
+	}
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok &&
+		srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		return caddyhttp.Error(d.status, d.err)
+	}
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	w.WriteHeader(d.status)
+	_, _ = w.Write(d.body) // a client gone away is not the handler's error
+	return nil
+}
+
+var noStore = []string{"no-store"}

@@ -1,0 +1,14 @@
+// Package keygate is API-key authentication for Caddy.
+//
+// Importing this package registers Keygate's Caddy modules, so
+//
+//	xcaddy build --with github.com/keygate/keygate=./
+//
+// builds a Caddy that includes them.
+package keygate
+
+import (
+	// Register the apikeys app, the apikey_auth and apikey_admin handlers,
+	// the admin.api.apikeys route and the `caddy apikey` commands.
+	_ "github.com/keygate/keygate/caddymodule"
+)

@@ -1,0 +1,252 @@
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// CacheConfig sizes the cache and bounds how stale it may be.
+type CacheConfig struct {
+	// MaxEntries bounds the number of cached tokens, known and unknown.
+	MaxEntries int64
+	// TTL bounds how long a known token is served from the cache without
+	// asking the store; it only matters when change notices are lost.
+	TTL time.Duration
+	// NegativeTTL is how long an unknown well-formed token is remembered.
+	NegativeTTL time.Duration
+	// LookupTimeout bounds one store lookup.
+	LookupTimeout time.Duration
+	// Decorate, when set, is called on every credential read from the
+	// store before it is cached or shared, to attach precomputed values.
+	Decorate func(*Credential) `json:"-"`
+}
+
+// Cache defaults.
+const (
+	DefaultMaxEntries    = 100_000
+	DefaultTTL           = 5 * time.Minute
+	DefaultNegativeTTL   = 30 * time.Second
+	DefaultLookupTimeout = 2 * time.Second
+)
+
+// stripeCount is the number of generation counters invalidations bump. An
+// invalidation also forgets entries that share its stripe: 1 in 4096.
+const stripeCount = 4096
+
+// Cache verifies token hashes through a ristretto cache in front of a Store.
+//
+// Ristretto's Set is asynchronous and a Del can race a Set, so entries are
+// not trusted by presence alone. Every invalidation takes a new value of a
+// logical clock and raises the generation of the stripes of the ids it
+// names. A store read remembers the clock before it starts; its entry is
+// served only while every stripe it depends on (its token's, key's and
+// account's; a negative entry's hash's) is no newer than that read. So a read
+// that began before an invalidation is never served after it, whatever the
+// order in which ristretto applies Set and Del.
+type Cache struct {
+	store   Store
+	cfg     CacheConfig
+	entries *ristretto.Cache[uint64, *cacheEntry]
+	group   singleflight.Group
+	seed    maphash.Seed
+
+	clock   atomic.Uint64
+	flushed atomic.Uint64 // clock of the last InvalidateAll
+	stripes [stripeCount]atomic.Uint64
+
+	stats CacheStats
+}
+
+// CacheStats counts what the cache did; read it with Load on each field.
+type CacheStats struct {
+	Hits         atomic.Uint64
+	Misses       atomic.Uint64
+	StoreQueries atomic.Uint64
+	StoreErrors  atomic.Uint64
+}
+
+type cacheEntry struct {
+	hash     Hash
+	cred     *Credential // nil: the token is unknown
+	loadedAt uint64
+	stripes  [3]uint16
+}
+
+// NewCache returns a cache in front of store. Zero fields of cfg take the
+// defaults. It registers itself for the store's change notices.
+func NewCache(store Store, cfg CacheConfig) (*Cache, error) {
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = DefaultLookupTimeout
+	}
+	entries, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
+		NumCounters:        cfg.MaxEntries * 10,
+		MaxCost:            cfg.MaxEntries,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating token cache: %w", err)
+	}
+	c := &Cache{store: store, cfg: cfg, entries: entries, seed: maphash.MakeSeed()}
+	store.OnChange(c.Invalidate)
+	return c, nil
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() *CacheStats { return &c.stats }
+
+// Verify returns the credential of the token with this hash, ErrNotFound
+// when no such token exists, or another error (wrapping ErrUnavailable
+// when the store cannot answer) when it cannot tell.
+func (c *Cache) Verify(ctx context.Context, hash Hash) (*Credential, error) {
+	key := binary.LittleEndian.Uint64(hash[:8])
+	if e, ok := c.entries.Get(key); ok && e.hash == hash && c.fresh(e) {
+		c.stats.Hits.Add(1)
+		if e.cred == nil {
+			return nil, ErrNotFound
+		}
+		return e.cred, nil
+	}
+	c.stats.Misses.Add(1)
+	return c.load(ctx, key, hash)
+}
+
+// load reads the token from the store, once for all concurrent misses. A
+// read that an invalidation overtook is not used but read again: a request
+// that arrives after a revocation must not share a read from before it.
+func (c *Cache) load(ctx context.Context, key uint64, hash Hash) (*Credential, error) {
+	for attempt := range maxReads {
+		var e *cacheEntry
+		var err error
+		if attempt < 2 {
+			var v any
+			v, err, _ = c.group.Do(string(hash[:]), func() (any, error) {
+				// Detached: one caller's cancellation must not fail the others.
+				return c.read(context.WithoutCancel(ctx), key, hash)
+			})
+			e, _ = v.(*cacheEntry)
+		} else {
+			e, err = c.read(ctx, key, hash)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !c.fresh(e) {
+			continue
+		}
+		if e.cred == nil {
+			return nil, ErrNotFound
+		}
+		return e.cred, nil
+	}
+	return nil, fmt.Errorf("%w: token changed during %d consecutive reads", ErrUnavailable, maxReads)
+}
+
+// maxReads bounds the store reads of one lookup that invalidations overtake.
+const maxReads = 6
+
+// read asks the store and caches the answer unless an invalidation came
+// in while it was asked.
+func (c *Cache) read(ctx context.Context, key uint64, hash Hash) (*cacheEntry, error) {
+	e := &cacheEntry{hash: hash, loadedAt: c.clock.Load()}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.LookupTimeout)
+	defer cancel()
+	c.stats.StoreQueries.Add(1)
+	cred, err := c.store.LookupToken(ctx, hash)
+	ttl := c.cfg.TTL
+	switch {
+	case err == nil:
+		if c.cfg.Decorate != nil {
+			c.cfg.Decorate(cred)
+		}
+		e.cred = cred
+		e.stripes = [3]uint16{c.stripe(cred.TokenID), c.stripe(cred.KeyID), c.stripe(cred.AccountID)}
+	case errors.Is(err, ErrNotFound):
+		s := c.hashStripe(hash)
+		e.stripes = [3]uint16{s, s, s}
+		ttl = c.cfg.NegativeTTL
+	default:
+		c.stats.StoreErrors.Add(1)
+		if !errors.Is(err, ErrUnavailable) {
+			err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return nil, err
+	}
+	if c.fresh(e) {
+		c.entries.SetWithTTL(key, e, 1, ttl)
+	}
+	return e, nil
+}
+
+// fresh reports whether no invalidation that concerns e came after the
+// store read that produced it began.
+func (c *Cache) fresh(e *cacheEntry) bool {
+	return c.flushed.Load() <= e.loadedAt &&
+		c.stripes[e.stripes[0]].Load() <= e.loadedAt &&
+		c.stripes[e.stripes[1]].Load() <= e.loadedAt &&
+		c.stripes[e.stripes[2]].Load() <= e.loadedAt
+}
+
+func (c *Cache) stripe(id string) uint16 {
+	return uint16(maphash.String(c.seed, id) % stripeCount)
+}
+
+func (c *Cache) hashStripe(h Hash) uint16 {
+	return uint16(binary.LittleEndian.Uint64(h[8:16]) % stripeCount)
+}
+
+// Invalidate forgets everything inv names. When it returns, no request
+// is served from a store read that began before the call.
+func (c *Cache) Invalidate(inv Invalidation) {
+	now := c.clock.Add(1)
+	for _, id := range inv.Tokens {
+		raise(&c.stripes[c.stripe(id)], now)
+	}
+	for _, id := range inv.Keys {
+		raise(&c.stripes[c.stripe(id)], now)
+	}
+	for _, id := range inv.Accounts {
+		raise(&c.stripes[c.stripe(id)], now)
+	}
+	for _, h := range inv.Hashes {
+		raise(&c.stripes[c.hashStripe(h)], now)
+		c.entries.Del(binary.LittleEndian.Uint64(h[:8]))
+	}
+}
+
+// InvalidateAll forgets every entry, for when change notices may have
+// been missed.
+func (c *Cache) InvalidateAll() {
+	raise(&c.flushed, c.clock.Add(1))
+	c.entries.Clear()
+}
+
+// raise sets g to v unless it already holds a later value.
+func raise(g *atomic.Uint64, v uint64) {
+	for {
+		old := g.Load()
+		if old >= v || g.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// Close stops the cache's goroutines.
+func (c *Cache) Close() { c.entries.Close() }

@@ -1,0 +1,193 @@
+// Package storage holds Keygate's key store: the Store interface, its
+// PostgreSQL implementation, the cache in front of it, the token format and
+// hashing.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a Store returns; wrap-aware callers test them with errors.Is.
+var (
+	// ErrNotFound means the account, key or token does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means the write collides with existing data (a taken name).
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable means the store could not be reached.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Account kinds.
+const (
+	KindUser    = "user"
+	KindService = "service"
+)
+
+// Account is who keys belong to.
+type Account struct {
+	ID        string
+	Name      string
+	Kind      string
+	Team      string
+	Scopes    []string
+	Disabled  bool
+	CreatedAt time.Time
+}
+
+// Key is a named grant under one account. Scopes is nil when the key
+// inherits its account's scopes; EffectiveScopes is what the key holds now.
+type Key struct {
+	ID              string
+	AccountID       string
+	Name            string
+	Description     string
+	Tags            map[string]string
+	Scopes          []string
+	EffectiveScopes []string
+	CreatedAt       time.Time
+	CreatedBy       string
+	Tokens          []Token
+}
+
+// Token status values.
+const (
+	StatusActive   = "active"
+	StatusExpiring = "expiring"
+	StatusExpired  = "expired"
+)
+
+// Token is one secret of a key, without the secret: only its hint is kept.
+// A token superseded by a rotation has RotatedTo set and stops at ExpiresAt.
+type Token struct {
+	ID          string
+	KeyID       string
+	Name        string
+	Description string
+	Tags        map[string]string
+	Hint        string
+	ExpiresAt   *time.Time
+	CreatedAt   time.Time
+	LastUsedAt  *time.Time
+	RotatedTo   string
+}
+
+// Status returns the token's status at now.
+func (t *Token) Status(now time.Time) string {
+	switch {
+	case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
+		return StatusExpired
+	case t.RotatedTo != "":
+		return StatusExpiring
+	default:
+		return StatusActive
+	}
+}
+
+// NewToken is a token to create: its metadata and the hash of its value.
+type NewToken struct {
+	Token
+	Hash Hash
+}
+
+// AuditEvent records one mutation. Details never hold a secret.
+type AuditEvent struct {
+	ID      string
+	At      time.Time
+	Actor   string
+	Action  string
+	Target  string
+	Details map[string]any
+}
+
+// Credential is what verifying a token yields: who it is and what it may do.
+// It is shared by the cache and must not be modified.
+type Credential struct {
+	TokenID     string
+	KeyID       string
+	AccountID   string
+	AccountName string
+	Team        string
+	// Scopes are the effective scopes: the key's intersected with its
+	// account's, normalized. JoinedScopes is them comma-separated.
+	Scopes       []string
+	JoinedScopes string
+	// ExpiresAt is zero when the token does not expire.
+	ExpiresAt time.Time
+	// Disabled is set when the token's account is disabled.
+	Disabled bool
+	// Values holds what CacheConfig.Decorate attached, such as request
+	// placeholders computed once per credential instead of per request.
+	Values any
+}
+
+// Invalidation names what a change may have altered, for caches to drop.
+type Invalidation struct {
+	Tokens   []string `json:"tokens,omitempty"`
+	Keys     []string `json:"keys,omitempty"`
+	Accounts []string `json:"accounts,omitempty"`
+	// Hashes are token hashes newly created; they drop negative entries.
+	Hashes []Hash `json:"-"`
+}
+
+// ListOptions selects one page of a list.
+type ListOptions struct {
+	// Limit is the page size; Store implementations cap it at MaxPageSize.
+	Limit int
+	// After is the cursor: the Next of the previous page.
+	After string
+}
+
+// Page sizes for lists.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// KeyFilter selects keys to list.
+type KeyFilter struct {
+	ListOptions
+	AccountID string
+	// Tags must all be present with these values.
+	Tags map[string]string
+}
+
+// AccountPatch changes an account; nil fields are left alone.
+type AccountPatch struct {
+	Name     *string
+	Team     *string
+	Scopes   *[]string
+	Disabled *bool
+}
+
+// Store keeps accounts, keys, tokens and audit events. Every mutation is
+// one transaction that also records its audit event, written by actor.
+// Implementations are safe for concurrent use.
+type Store interface {
+	// LookupToken returns the credential of the token with this hash, or
+	// ErrNotFound. It is the only call on the request path.
+	LookupToken(ctx context.Context, hash Hash) (*Credential, error)
+
+	CreateAccount(ctx context.Context, actor string, a *Account) error
+	// GetAccount finds an account by id or by name.
+	GetAccount(ctx context.Context, ref string) (*Account, error)
+	ListAccounts(ctx context.Context, opts ListOptions) ([]Account, string, error)
+	UpdateAccount(ctx context.Context, actor, id string, p AccountPatch) (*Account, error)
+
+	// CreateKey creates k with its first token.
+	CreateKey(ctx context.Context, actor string, k *Key, first *NewToken) error
+	// GetKey returns the key with its tokens.
+	GetKey(ctx context.Context, id string) (*Key, error)
+	// ListKeys returns a page of keys (with tokens) and the cursor of the
+	// next page, empty on the last.
+	ListKeys(ctx context.Context, f KeyFilter) ([]Key, string, error)
+	// DeleteKey deletes the key and its tokens.
+	DeleteKey(ctx context.Context, actor, id string) error
+
+	// OnChange registers fn to be called after every committed change made
+	// through this store, so this node's cache drops what changed at once.
+	OnChange(fn func(Invalidation))
+	// Close releases the store's resources.
+	Close()
+}
