@@ -250,3 +250,7 @@ func raise(g *atomic.Uint64, v uint64) {
 
 // Close stops the cache's goroutines.
 func (c *Cache) Close() { c.entries.Close() }
+
+// Wait blocks until the cache has applied the writes made so far; tests
+// and benchmarks use it to observe ristretto's asynchronous Set.
+func (c *Cache) Wait() { c.entries.Wait() }
