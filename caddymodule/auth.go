@@ -137,7 +137,7 @@ func (h *AuthHandler) compile() error {
 	h.answers = answers{
 		unauthorized:   newDenial(http.StatusUnauthorized, "unauthorized", "an API key is required", challenge(h.Realm), nil),
 		invalidToken:   newDenial(http.StatusUnauthorized, "invalid_token", "the API key is not valid", challenge(h.Realm, "error", "invalid_token"), nil),
-		expired:        newDenial(http.StatusUnauthorized, "invalid_token", "the API key has expired", challenge(h.Realm, "error", "invalid_token", "error_description", "the token expired"), nil),
+		expired:        newDenial(http.StatusUnauthorized, "invalid_token", "the API key has expired", challenge(h.Realm, "error", "invalid_token"), nil),
 		disabled:       newDenial(http.StatusUnauthorized, "invalid_token", "the API key's account is disabled", challenge(h.Realm, "error", "invalid_token"), nil),
 		invalidRequest: newDenial(http.StatusUnauthorized, "invalid_request", "the request carries two different credentials", challenge(h.Realm, "error", "invalid_request"), nil),
 		forbidden:      newDenial(http.StatusForbidden, "forbidden", "no API route matches this request", "", nil),
@@ -212,9 +212,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	if denied != nil {
 		return denied.serve(w, r)
 	}
-	if cred != nil {
-		setPlaceholders(r, cred)
-	}
+	setPlaceholders(r, cred)
 	return next.ServeHTTP(w, r)
 }
 
@@ -268,10 +266,15 @@ func (h *AuthHandler) authorize(r *http.Request) (*storage.Credential, *denial) 
 	return cred, nil
 }
 
-// setPlaceholders exposes the caller's identity to later handlers and logs.
+// setPlaceholders exposes the caller's identity to later handlers and
+// logs; on a public route (cred nil) the {apikey.*} placeholders are empty.
 func setPlaceholders(r *http.Request, cred *storage.Credential) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
+		return
+	}
+	if cred == nil {
+		repl.Map(anonymousVars)
 		return
 	}
 	if vars, ok := cred.Values.(caddy.ReplacerFunc); ok {

@@ -47,3 +47,13 @@ func (v *credentialVars) lookup(key string) (any, bool) {
 	}
 	return nil, false
 }
+
+// anonymousVars serves the {apikey.*} placeholders of a request that passed
+// a public route without a key: all empty, rather than left unreplaced.
+var anonymousVars = caddy.ReplacerFunc(func(key string) (any, bool) {
+	switch key {
+	case "apikey.account", "apikey.key_id", "apikey.token_id", "apikey.account_name", "apikey.team", "apikey.scopes":
+		return "", true
+	}
+	return nil, false
+})
