@@ -244,7 +244,7 @@ func (h *AuthHandler) authorize(r *http.Request) (*storage.Credential, *denial) 
 	if verifier == nil {
 		return nil, h.answers.unavailable
 	}
-	cred, err := verifier.Verify(r.Context(), storage.HashToken(token))
+	cred, err := verifier.Verify(r.Context(), token)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, h.answers.invalidToken

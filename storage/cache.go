@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,11 +57,19 @@ type Cache struct {
 	cfg     CacheConfig
 	entries *ristretto.Cache[uint64, *cacheEntry]
 	group   singleflight.Group
-	seed    maphash.Seed
+	// seed hashes ids to stripes; keySeeds hash tokens to cache keys.
+	seed     maphash.Seed
+	keySeeds [2]maphash.Seed
 
 	clock   atomic.Uint64
 	flushed atomic.Uint64 // clock of the last InvalidateAll
 	stripes [stripeCount]atomic.Uint64
+
+	// now is a coarse wall clock (Unix nanoseconds) for entry expiry,
+	// cheaper on the hit path than time.Now.
+	now       atomic.Int64
+	stopClock chan struct{}
+	closeOnce sync.Once
 
 	stats CacheStats
 }
@@ -74,11 +83,15 @@ type CacheStats struct {
 }
 
 type cacheEntry struct {
-	hash     Hash
+	check    uint64      // the token's second cache-key hash
 	cred     *Credential // nil: the token is unknown
+	expires  int64       // Unix nanoseconds
 	loadedAt uint64
 	stripes  [3]uint16
 }
+
+// clockTick is the resolution of the coarse clock, and so of TTLs.
+const clockTick = 100 * time.Millisecond
 
 // NewCache returns a cache in front of store. Zero fields of cfg take the
 // defaults. It registers itself for the store's change notices.
@@ -98,13 +111,16 @@ func NewCache(store Store, cfg CacheConfig) (*Cache, error) {
 	entries, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
 		NumCounters:        cfg.MaxEntries * 10,
 		MaxCost:            cfg.MaxEntries,
-		BufferItems:        64,
+		BufferItems:        256,
 		IgnoreInternalCost: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating token cache: %w", err)
 	}
-	c := &Cache{store: store, cfg: cfg, entries: entries, seed: maphash.MakeSeed()}
+	c := &Cache{store: store, cfg: cfg, entries: entries, seed: maphash.MakeSeed(),
+		keySeeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, stopClock: make(chan struct{})}
+	c.now.Store(time.Now().UnixNano())
+	go c.runClock()
 	store.OnChange(c.Invalidate)
 	return c, nil
 }
@@ -112,12 +128,17 @@ func NewCache(store Store, cfg CacheConfig) (*Cache, error) {
 // Stats returns the cache's counters.
 func (c *Cache) Stats() *CacheStats { return &c.stats }
 
-// Verify returns the credential of the token with this hash, ErrNotFound
-// when no such token exists, or another error (wrapping ErrUnavailable
-// when the store cannot answer) when it cannot tell.
-func (c *Cache) Verify(ctx context.Context, hash Hash) (*Credential, error) {
-	key := binary.LittleEndian.Uint64(hash[:8])
-	if e, ok := c.entries.Get(key); ok && e.hash == hash && c.fresh(e) {
+// Verify returns the credential of token, ErrNotFound when no such token
+// exists, or another error (wrapping ErrUnavailable when the store cannot
+// answer) when it cannot tell. The caller checks the token's format first.
+//
+// Cache entries are found by two 64-bit keyed hashes of the token (128
+// bits, seeds random per process): much cheaper than SHA-256, which is
+// only computed on a miss, to ask the store.
+func (c *Cache) Verify(ctx context.Context, token string) (*Credential, error) {
+	key := maphash.String(c.keySeeds[0], token)
+	check := maphash.String(c.keySeeds[1], token)
+	if e, ok := c.entries.Get(key); ok && e.check == check && c.now.Load() < e.expires && c.fresh(e) {
 		c.stats.Hits.Add(1)
 		if e.cred == nil {
 			return nil, ErrNotFound
@@ -125,13 +146,13 @@ func (c *Cache) Verify(ctx context.Context, hash Hash) (*Credential, error) {
 		return e.cred, nil
 	}
 	c.stats.Misses.Add(1)
-	return c.load(ctx, key, hash)
+	return c.load(ctx, key, check, HashToken(token))
 }
 
 // load reads the token from the store, once for all concurrent misses. A
 // read that an invalidation overtook is not used but read again: a request
 // that arrives after a revocation must not share a read from before it.
-func (c *Cache) load(ctx context.Context, key uint64, hash Hash) (*Credential, error) {
+func (c *Cache) load(ctx context.Context, key, check uint64, hash Hash) (*Credential, error) {
 	for attempt := range maxReads {
 		var e *cacheEntry
 		var err error
@@ -139,11 +160,11 @@ func (c *Cache) load(ctx context.Context, key uint64, hash Hash) (*Credential, e
 			var v any
 			v, err, _ = c.group.Do(string(hash[:]), func() (any, error) {
 				// Detached: one caller's cancellation must not fail the others.
-				return c.read(context.WithoutCancel(ctx), key, hash)
+				return c.read(context.WithoutCancel(ctx), key, check, hash)
 			})
 			e, _ = v.(*cacheEntry)
 		} else {
-			e, err = c.read(ctx, key, hash)
+			e, err = c.read(ctx, key, check, hash)
 		}
 		if err != nil {
 			return nil, err
@@ -164,8 +185,8 @@ const maxReads = 6
 
 // read asks the store and caches the answer unless an invalidation came
 // in while it was asked.
-func (c *Cache) read(ctx context.Context, key uint64, hash Hash) (*cacheEntry, error) {
-	e := &cacheEntry{hash: hash, loadedAt: c.clock.Load()}
+func (c *Cache) read(ctx context.Context, key, check uint64, hash Hash) (*cacheEntry, error) {
+	e := &cacheEntry{check: check, loadedAt: c.clock.Load()}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.LookupTimeout)
 	defer cancel()
 	c.stats.StoreQueries.Add(1)
@@ -189,8 +210,11 @@ func (c *Cache) read(ctx context.Context, key uint64, hash Hash) (*cacheEntry, e
 		}
 		return nil, err
 	}
+	// Expiry is checked against the coarse clock, not by ristretto, whose
+	// TTL check reads the wall clock on every Get.
+	e.expires = time.Now().Add(ttl).UnixNano()
 	if c.fresh(e) {
-		c.entries.SetWithTTL(key, e, 1, ttl)
+		c.entries.Set(key, e, 1)
 	}
 	return e, nil
 }
@@ -227,7 +251,6 @@ func (c *Cache) Invalidate(inv Invalidation) {
 	}
 	for _, h := range inv.Hashes {
 		raise(&c.stripes[c.hashStripe(h)], now)
-		c.entries.Del(binary.LittleEndian.Uint64(h[:8]))
 	}
 }
 
@@ -248,8 +271,26 @@ func raise(g *atomic.Uint64, v uint64) {
 	}
 }
 
+func (c *Cache) runClock() {
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			c.now.Store(now.UnixNano())
+		case <-c.stopClock:
+			return
+		}
+	}
+}
+
 // Close stops the cache's goroutines.
-func (c *Cache) Close() { c.entries.Close() }
+func (c *Cache) Close() {
+	c.closeOnce.Do(func() {
+		close(c.stopClock)
+		c.entries.Close()
+	})
+}
 
 // Wait blocks until the cache has applied the writes made so far; tests
 // and benchmarks use it to observe ristretto's asynchronous Set.

@@ -24,7 +24,7 @@ func TestCacheHitsAfterFirstRead(t *testing.T) {
 	c := newTestCache(t, s)
 	acc := newTestAccount(t, s, "a", "apps")
 	_, secret := newTestKey(t, s, acc.ID, nil)
-	h := HashToken(secret)
+	h := secret
 
 	cred, err := c.Verify(context.Background(), h)
 	if err != nil || cred.AccountID != acc.ID {
@@ -44,7 +44,7 @@ func TestCacheHitsAfterFirstRead(t *testing.T) {
 func TestCacheNegativeEntries(t *testing.T) {
 	s := openTestStore(t)
 	c := newTestCache(t, s)
-	unknown := HashToken(testTokens.Generate())
+	unknown := testTokens.Generate()
 	for i := range 50 {
 		if _, err := c.Verify(context.Background(), unknown); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("unknown token: %v", err)
@@ -65,7 +65,7 @@ func TestCacheNegativeEntryDroppedOnCreate(t *testing.T) {
 	c := newTestCache(t, s)
 	acc := newTestAccount(t, s, "a", "apps")
 	secret := testTokens.Generate()
-	if _, err := c.Verify(context.Background(), HashToken(secret)); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Verify(context.Background(), secret); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
 	c.Wait()
@@ -73,7 +73,7 @@ func TestCacheNegativeEntryDroppedOnCreate(t *testing.T) {
 	if err := s.CreateKey(context.Background(), "test", k, &NewToken{Token: Token{Hint: Hint(secret)}, Hash: HashToken(secret)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Verify(context.Background(), HashToken(secret)); err != nil {
+	if _, err := c.Verify(context.Background(), secret); err != nil {
 		t.Fatalf("new token after a negative entry: %v", err)
 	}
 }
@@ -103,7 +103,7 @@ func TestCacheConcurrentMissesMakeOneQuery(t *testing.T) {
 	for range n {
 		wg.Go(func() {
 			entered.Add(1)
-			_, err := c.Verify(context.Background(), HashToken(secret))
+			_, err := c.Verify(context.Background(), secret)
 			errs <- err
 		})
 	}
@@ -138,7 +138,7 @@ func TestCacheNeverServesRevoked(t *testing.T) {
 	var stale atomic.Int64
 	for range rounds {
 		k, secret := newTestKey(t, s, acc.ID, nil)
-		h := HashToken(secret)
+		h := secret
 		var revoked atomic.Bool
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -182,7 +182,7 @@ func (downStore) LookupToken(context.Context, Hash) (*Credential, error) {
 func TestCacheStoreDown(t *testing.T) {
 	s := openTestStore(t)
 	c := newTestCache(t, downStore{s})
-	_, err := c.Verify(context.Background(), HashToken(testTokens.Generate()))
+	_, err := c.Verify(context.Background(), testTokens.Generate())
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("store down: %v, want ErrUnavailable", err)
 	}
@@ -193,7 +193,7 @@ func BenchmarkCacheHit(b *testing.B) {
 	c := newTestCache(b, s)
 	acc := newTestAccount(b, s, "a", "apps")
 	_, secret := newTestKey(b, s, acc.ID, nil)
-	h := HashToken(secret)
+	h := secret
 	if _, err := c.Verify(context.Background(), h); err != nil {
 		b.Fatal(err)
 	}
