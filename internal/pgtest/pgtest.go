@@ -174,6 +174,7 @@ func (s *Server) Restart() error {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer watchdogPipes.Delete(s)
 	if s.closed {
 		return nil
 	}
@@ -259,8 +260,15 @@ rm -rf "$2"`
 		return fmt.Errorf("pgtest: start watchdog: %w", err)
 	}
 	s.watchdog, s.watchdogW = cmd, w
+	// Keep the pipe's write end reachable until Close: if the Server were
+	// garbage collected, the file's finalizer would close the pipe and the
+	// watchdog would stop a server still in use.
+	watchdogPipes.Store(s, w)
 	return nil
 }
+
+// watchdogPipes holds the watchdog pipes of open servers (see startWatchdog).
+var watchdogPipes sync.Map
 
 // run runs a PostgreSQL program, as the postgres user when s.cred is set,
 // and returns its combined output.
