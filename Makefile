@@ -1,0 +1,15 @@
+# Conveniences; the README's commands need only Go.
+
+.PHONY: test demo ci bench
+
+test:
+	go test ./...
+
+demo:
+	go run ./internal/demo
+
+ci:
+	.ci/run
+
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
