@@ -151,3 +151,15 @@ func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Princi
 	writeJSON(w, http.StatusOK, accountJSON(a))
 	return nil
 }
+
+func (h *Handler) deleteAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
+	a, err := h.store.GetAccount(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := h.store.DeleteAccount(r.Context(), p.Actor, a.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

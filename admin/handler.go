@@ -7,6 +7,7 @@ package admin
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -20,6 +21,8 @@ type Principal struct {
 	Actor string
 	// AccountID is the caller's account; empty for the trusted endpoint.
 	AccountID string
+	// TokenID is the token the caller authenticated with, if any.
+	TokenID string
 	// Scopes are the caller's effective scopes.
 	Scopes []string
 }
@@ -58,6 +61,7 @@ type Handler struct {
 	tokens storage.TokenFormat
 	logger *zap.Logger
 	mux    *http.ServeMux
+	routes []Route
 }
 
 // New returns the admin API on store, issuing tokens of the given format.
@@ -67,15 +71,37 @@ func New(store storage.Store, tokens storage.TokenFormat, logger *zap.Logger) *H
 	h.route("GET /accounts", "accounts:read", h.listAccounts)
 	h.route("GET /accounts/{id}", "accounts:read", h.getAccount)
 	h.route("PATCH /accounts/{id}", "accounts:update", h.updateAccount)
+	h.route("DELETE /accounts/{id}", "accounts:delete", h.deleteAccount)
 	h.route("POST /keys", "api_keys:create", h.createKey)
 	h.route("GET /keys", "api_keys:read", h.listKeys)
 	h.route("GET /keys/{id}", "api_keys:read", h.getKey)
+	h.route("PATCH /keys/{id}", "api_keys:update", h.updateKey)
 	h.route("DELETE /keys/{id}", "api_keys:delete", h.deleteKey)
+	h.route("POST /keys/{id}/tokens", "api_keys:create", h.createToken)
+	h.route("PATCH /keys/{id}/tokens/{tid}", "api_keys:update", h.updateToken)
+	h.route("POST /keys/{id}/tokens/{tid}/rotate", "api_keys:update", h.rotateToken)
+	h.route("DELETE /keys/{id}/tokens/{tid}", "api_keys:delete", h.deleteToken)
+	h.route("POST /revoke", "api_keys:delete", h.revoke)
+	h.route("GET /whoami", "", h.whoami)
+	h.route("GET /audit", "audit:read", h.listAudit)
+	h.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
+	h.routes = append(h.routes, Route{Method: "GET", Path: "/openapi.json"})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
 	})
 	return h
 }
+
+// Route is one route of the API, as the OpenAPI document must list it.
+type Route struct {
+	Method, Path string
+	// Scope is the scope the route requires; empty when any caller may
+	// use it (any valid key for /whoami, anyone for /openapi.json).
+	Scope string
+}
+
+// Routes returns the routes the handler serves.
+func (h *Handler) Routes() []Route { return h.routes }
 
 // handlerFunc is an API route: it writes the response on success and
 // returns an *apiError (or any error, answered 500) otherwise.
@@ -83,13 +109,15 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p Principal) error
 
 // route registers fn under pattern, for callers holding requiredScope.
 func (h *Handler) route(pattern, requiredScope string, fn handlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	h.routes = append(h.routes, Route{Method: method, Path: path, Scope: requiredScope})
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, ok := PrincipalFrom(r.Context())
 		if !ok {
 			writeError(w, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "no credential"})
 			return
 		}
-		if !scope.AnyCovers(p.Scopes, requiredScope) {
+		if requiredScope != "" && !scope.AnyCovers(p.Scopes, requiredScope) {
 			writeError(w, &apiError{
 				status: http.StatusForbidden, code: "insufficient_scope",
 				message: "this key lacks the scope " + requiredScope,

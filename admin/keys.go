@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -196,5 +197,82 @@ func (h *Handler) deleteKey(w http.ResponseWriter, r *http.Request, p Principal)
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type updateKeyRequest struct {
+	Name        *string            `json:"name"`
+	Description *string            `json:"description"`
+	Tags        *map[string]string `json:"tags"`
+	// Scopes is raw to tell null (inherit) from absent.
+	Scopes json.RawMessage `json:"scopes"`
+	immutableFields
+	Account   json.RawMessage `json:"account"`
+	Tokens    json.RawMessage `json:"tokens"`
+	CreatedBy json.RawMessage `json:"created_by"`
+	Effective json.RawMessage `json:"effective_scopes"`
+}
+
+func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal) error {
+	k, err := h.visibleKey(r, p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	var req updateKeyRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := req.check(); err != nil {
+		return err
+	}
+	for name, v := range map[string]json.RawMessage{"account": req.Account, "tokens": req.Tokens, "created_by": req.CreatedBy, "effective_scopes": req.Effective} {
+		if v != nil {
+			return errInvalid(name, "%s cannot be changed", name)
+		}
+	}
+	patch := storage.KeyPatch{Name: req.Name, Description: req.Description, Tags: req.Tags}
+	if req.Name != nil {
+		if err := checkText("name", *req.Name, true, maxNameLen); err != nil {
+			return err
+		}
+	}
+	if req.Description != nil {
+		if err := checkText("description", *req.Description, false, maxDescriptionLen); err != nil {
+			return err
+		}
+	}
+	if req.Tags != nil {
+		if err := checkTags("tags", *req.Tags); err != nil {
+			return err
+		}
+	}
+	if req.Scopes != nil {
+		var scopes []string
+		if err := json.Unmarshal(req.Scopes, &scopes); err != nil {
+			return errInvalid("scopes", "scopes must be a list of scopes or null")
+		}
+		switch {
+		case len(scopes) > 0:
+			if err := checkScopes("scopes", scopes); err != nil {
+				return err
+			}
+			if err := checkGrant(p, scopes); err != nil {
+				return err
+			}
+			scopes = scope.Normalize(scopes)
+			patch.Scopes = &scopes
+		case p.trusted():
+			patch.InheritScopes = true
+		default:
+			// Never a live inheritance wider than the caller.
+			own := scope.Normalize(p.Scopes)
+			patch.Scopes = &own
+		}
+	}
+	updated, err := h.store.UpdateKey(r.Context(), p.Actor, k.ID, patch)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, keyJSON(updated, time.Now()))
 	return nil
 }

@@ -59,7 +59,7 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		return h.Auth.answers.unavailable.serve(w, r)
 	}
 	setPlaceholders(r, cred)
-	p := admin.Principal{Actor: cred.KeyID, AccountID: cred.AccountID, Scopes: cred.Scopes}
+	p := admin.Principal{Actor: cred.KeyID, AccountID: cred.AccountID, TokenID: cred.TokenID, Scopes: cred.Scopes}
 	api.ServeHTTP(w, r.WithContext(admin.WithPrincipal(r.Context(), p)))
 	return nil
 }

@@ -291,13 +291,16 @@ func isWrapped(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrUnavailable)
 }
 
-func insertAudit(ctx context.Context, tx pgx.Tx, actor, action, target string, details map[string]any) error {
+// insertAudit records one mutation, in its transaction. account is the
+// account the target belongs to, so callers limited to one account can
+// read its events.
+func insertAudit(ctx context.Context, tx pgx.Tx, actor, action, target, account string, details map[string]any) error {
 	if details == nil {
 		details = map[string]any{}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO audit_events (id, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)`,
-		NewID(AuditIDPrefix), actor, action, target, details)
-	return err
+	_, err := tx.Exec(ctx, `INSERT INTO audit_events (id, actor, action, target, account_id, details) VALUES ($1, $2, $3, $4, $5, $6)`,
+		NewID(AuditIDPrefix), actor, action, target, account, details)
+	return wrapErr("recording audit event", err)
 }
 
 const accountColumns = `id, name, kind, team, scopes, disabled, created_at`
@@ -329,7 +332,7 @@ func (s *Postgres) CreateAccount(ctx context.Context, actor string, a *Account) 
 			return Invalidation{}, wrapErr("inserting account", err)
 		}
 		a.CreatedAt = a.CreatedAt.UTC()
-		return Invalidation{}, insertAudit(ctx, tx, actor, "account.create", a.ID, map[string]any{
+		return Invalidation{}, insertAudit(ctx, tx, actor, "account.create", a.ID, a.ID, map[string]any{
 			"name": a.Name, "kind": a.Kind, "team": a.Team, "scopes": a.Scopes, "disabled": a.Disabled,
 		})
 	})
@@ -400,7 +403,7 @@ func (s *Postgres) UpdateAccount(ctx context.Context, actor, id string, p Accoun
 		if p.Disabled != nil {
 			details["disabled"] = *p.Disabled
 		}
-		if err := insertAudit(ctx, tx, actor, "account.update", id, details); err != nil {
+		if err := insertAudit(ctx, tx, actor, "account.update", id, id, details); err != nil {
 			return Invalidation{}, err
 		}
 		return Invalidation{Accounts: []string{id}}, nil
@@ -437,7 +440,7 @@ func (s *Postgres) CreateKey(ctx context.Context, actor string, k *Key, first *N
 			return Invalidation{}, err
 		}
 		k.Tokens = append(k.Tokens, first.Token)
-		err = insertAudit(ctx, tx, actor, "key.create", k.ID, map[string]any{
+		err = insertAudit(ctx, tx, actor, "key.create", k.ID, k.AccountID, map[string]any{
 			"account": k.AccountID, "name": k.Name, "scopes": k.Scopes, "tags": tagsOrEmpty(k.Tags), "token": first.ID,
 		})
 		return Invalidation{Hashes: []Hash{first.Hash}}, err
@@ -567,7 +570,7 @@ func (s *Postgres) DeleteKey(ctx context.Context, actor, id string) error {
 		if err := tx.QueryRow(ctx, `DELETE FROM keys WHERE id = $1 RETURNING account_id`, id).Scan(&account); err != nil {
 			return Invalidation{}, wrapErr("deleting key", err)
 		}
-		err := insertAudit(ctx, tx, actor, "key.delete", id, map[string]any{"account": account})
+		err := insertAudit(ctx, tx, actor, "key.delete", id, account, nil)
 		return Invalidation{Keys: []string{id}}, err
 	})
 }

@@ -161,6 +161,36 @@ type AccountPatch struct {
 	Disabled *bool
 }
 
+// KeyPatch changes a key; nil fields are left alone. InheritScopes drops
+// the key's own scopes so it holds its account's, live.
+type KeyPatch struct {
+	Name          *string
+	Description   *string
+	Tags          *map[string]string
+	Scopes        *[]string
+	InheritScopes bool
+}
+
+// TokenPatch changes a token; nil fields are left alone. ClearExpiry
+// removes the token's expiry.
+type TokenPatch struct {
+	Name        *string
+	Description *string
+	Tags        *map[string]string
+	ExpiresAt   *time.Time
+	ClearExpiry bool
+}
+
+// AuditFilter selects audit events, newest first.
+type AuditFilter struct {
+	ListOptions
+	Actor  string
+	Action string
+	Target string
+	// Account limits events to those about this account or its keys.
+	Account string
+}
+
 // Store keeps accounts, keys, tokens and audit events. Every mutation is
 // one transaction that also records its audit event, written by actor.
 // Implementations are safe for concurrent use.
@@ -184,6 +214,31 @@ type Store interface {
 	ListKeys(ctx context.Context, f KeyFilter) ([]Key, string, error)
 	// DeleteKey deletes the key and its tokens.
 	DeleteKey(ctx context.Context, actor, id string) error
+	// UpdateKey changes the key's name, description, tags or scopes.
+	UpdateKey(ctx context.Context, actor, id string, p KeyPatch) (*Key, error)
+
+	// DeleteAccount deletes the account with its keys and tokens.
+	DeleteAccount(ctx context.Context, actor, id string) error
+
+	// CreateToken adds t to the key t.KeyID.
+	CreateToken(ctx context.Context, actor string, t *NewToken) error
+	// UpdateToken changes a token of a key.
+	UpdateToken(ctx context.Context, actor, keyID, tokenID string, p TokenPatch) (*Token, error)
+	// RotateToken issues next (its KeyID, Name, Description and Tags are
+	// taken from the old token) in place of the token; the old one is
+	// deleted when grace is zero, else it expires after grace (or at its
+	// own expiry, if sooner). Rotating a token already superseded by a
+	// rotation is ErrConflict. It returns the old token as it now is, nil
+	// when deleted.
+	RotateToken(ctx context.Context, actor, keyID, tokenID string, next *NewToken, grace time.Duration) (*Token, error)
+	// DeleteToken deletes one token of a key.
+	DeleteToken(ctx context.Context, actor, keyID, tokenID string) error
+	// RevokeToken deletes the token with this hash, whatever its account,
+	// and returns it; ErrNotFound when there is none.
+	RevokeToken(ctx context.Context, actor string, hash Hash) (*Token, error)
+
+	// ListAudit returns a page of audit events, newest first.
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, string, error)
 
 	// OnChange registers fn to be called after every committed change made
 	// through this store, so this node's cache drops what changed at once.

@@ -43,13 +43,16 @@ CREATE TABLE tokens (
 );
 CREATE INDEX tokens_key_id_idx ON tokens (key_id, id);
 
+-- No foreign keys: events outlive what they describe.
 CREATE TABLE audit_events (
-    id      text COLLATE "C" PRIMARY KEY,
-    at      timestamptz NOT NULL DEFAULT now(),
-    actor   text NOT NULL,
-    action  text NOT NULL,
-    target  text NOT NULL,
-    details jsonb NOT NULL DEFAULT '{}'
+    id         text COLLATE "C" PRIMARY KEY,
+    at         timestamptz NOT NULL DEFAULT now(),
+    actor      text NOT NULL,
+    action     text NOT NULL,
+    target     text NOT NULL,
+    account_id text COLLATE "C" NOT NULL DEFAULT '',  -- the account the target belongs to
+    details    jsonb NOT NULL DEFAULT '{}'
 );
+CREATE INDEX audit_events_account_id_idx ON audit_events (account_id, id);
 CREATE INDEX audit_events_target_idx ON audit_events (target, id);
 CREATE INDEX audit_events_actor_idx ON audit_events (actor, id);

@@ -1,0 +1,264 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/storage"
+)
+
+// TokenWithSecret is a token as its creation answers it: with its value,
+// shown this once.
+type TokenWithSecret struct {
+	Token
+	Secret string `json:"secret"`
+}
+
+type createTokenRequest struct {
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Tags        map[string]string `json:"tags"`
+	ExpiresAt   string            `json:"expires_at"`
+}
+
+func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	k, err := h.visibleKey(r, p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	var req createTokenRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := checkText("name", req.Name, false, maxNameLen); err != nil {
+		return err
+	}
+	if err := checkText("description", req.Description, false, maxDescriptionLen); err != nil {
+		return err
+	}
+	if err := checkTags("tags", req.Tags); err != nil {
+		return err
+	}
+	expiresAt, err := parseExpiry("expires_at", req.ExpiresAt, time.Now())
+	if err != nil {
+		return err
+	}
+	secret := h.tokens.Generate()
+	t := &storage.NewToken{
+		Token: storage.Token{KeyID: k.ID, Name: req.Name, Description: req.Description, Tags: req.Tags,
+			Hint: storage.Hint(secret), ExpiresAt: expiresAt},
+		Hash: storage.HashToken(secret),
+	}
+	if err := h.store.CreateToken(r.Context(), p.Actor, t); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(&t.Token, time.Now()), Secret: secret})
+	return nil
+}
+
+// visibleToken loads the key with id and its token tid, if the caller may
+// see them.
+func (h *Handler) visibleToken(r *http.Request, p Principal) (*storage.Key, *storage.Token, error) {
+	k, err := h.visibleKey(r, p, r.PathValue("id"))
+	if err != nil {
+		return nil, nil, err
+	}
+	tid := r.PathValue("tid")
+	for i := range k.Tokens {
+		if k.Tokens[i].ID == tid {
+			return k, &k.Tokens[i], nil
+		}
+	}
+	return nil, nil, errNotFound("key %s has no token %q", k.ID, tid)
+}
+
+type updateTokenRequest struct {
+	Name        *string            `json:"name"`
+	Description *string            `json:"description"`
+	Tags        *map[string]string `json:"tags"`
+	// ExpiresAt is raw to tell null (no expiry) from absent.
+	ExpiresAt json.RawMessage `json:"expires_at"`
+	immutableFields
+}
+
+// immutableFields are fields of the objects that cannot be written. They
+// are named so that sending one is a 400 naming it, not "unknown field".
+type immutableFields struct {
+	ID         json.RawMessage `json:"id"`
+	Secret     json.RawMessage `json:"secret"`
+	Hint       json.RawMessage `json:"hint"`
+	Token      json.RawMessage `json:"token"`
+	Value      json.RawMessage `json:"value"`
+	Key        json.RawMessage `json:"key"`
+	Status     json.RawMessage `json:"status"`
+	CreatedAt  json.RawMessage `json:"created_at"`
+	LastUsedAt json.RawMessage `json:"last_used_at"`
+}
+
+// check refuses any immutable field that was sent.
+func (f immutableFields) check() error {
+	for _, field := range []struct {
+		name string
+		v    json.RawMessage
+	}{
+		{"id", f.ID}, {"secret", f.Secret}, {"hint", f.Hint}, {"token", f.Token}, {"value", f.Value},
+		{"key", f.Key}, {"status", f.Status}, {"created_at", f.CreatedAt}, {"last_used_at", f.LastUsedAt},
+	} {
+		if field.v != nil {
+			return errInvalid(field.name, "%s cannot be changed", field.name)
+		}
+	}
+	return nil
+}
+
+func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	k, t, err := h.visibleToken(r, p)
+	if err != nil {
+		return err
+	}
+	var req updateTokenRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := req.check(); err != nil {
+		return err
+	}
+	patch := storage.TokenPatch{Name: req.Name, Description: req.Description, Tags: req.Tags}
+	if req.Name != nil {
+		if err := checkText("name", *req.Name, false, maxNameLen); err != nil {
+			return err
+		}
+	}
+	if req.Description != nil {
+		if err := checkText("description", *req.Description, false, maxDescriptionLen); err != nil {
+			return err
+		}
+	}
+	if req.Tags != nil {
+		if err := checkTags("tags", *req.Tags); err != nil {
+			return err
+		}
+	}
+	if req.ExpiresAt != nil {
+		if bytes.Equal(bytes.TrimSpace(req.ExpiresAt), []byte("null")) {
+			if t.RotatedTo != "" {
+				return errInvalid("expires_at", "a token being rotated out keeps its expiry")
+			}
+			patch.ClearExpiry = true
+		} else {
+			var v string
+			if err := json.Unmarshal(req.ExpiresAt, &v); err != nil {
+				return errInvalid("expires_at", "expires_at must be an RFC 3339 time or null")
+			}
+			exp, err := parseExpiry("expires_at", v, time.Now())
+			if err != nil {
+				return err
+			}
+			if exp == nil {
+				return errInvalid("expires_at", "expires_at must be an RFC 3339 time or null")
+			}
+			if t.RotatedTo != "" && t.ExpiresAt != nil && exp.After(*t.ExpiresAt) {
+				return errInvalid("expires_at", "a token being rotated out cannot be extended past %s", t.ExpiresAt.Format(time.RFC3339))
+			}
+			patch.ExpiresAt = exp
+		}
+	}
+	updated, err := h.store.UpdateToken(r.Context(), p.Actor, k.ID, t.ID, patch)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, tokenJSON(updated, time.Now()))
+	return nil
+}
+
+type rotateRequest struct {
+	// Grace is how long the old token keeps working (a Go duration);
+	// empty or "0s": it stops now.
+	Grace string `json:"grace"`
+	// ExpiresAt is the new token's expiry; by default the new token gets
+	// the old one's lifetime, counted from now.
+	ExpiresAt string `json:"expires_at"`
+}
+
+func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	k, old, err := h.visibleToken(r, p)
+	if err != nil {
+		return err
+	}
+	var req rotateRequest
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &req); err != nil {
+			return err
+		}
+	}
+	now := time.Now()
+	var grace time.Duration
+	if req.Grace != "" {
+		grace, err = time.ParseDuration(req.Grace)
+		if err != nil || grace < 0 {
+			return errInvalid("grace", "grace must be a non-negative duration such as 24h")
+		}
+	}
+	if old.ExpiresAt != nil && grace > 0 && now.Add(grace).After(*old.ExpiresAt) {
+		return errInvalid("grace", "grace %s outlives the token, which expires at %s", grace, old.ExpiresAt.Format(time.RFC3339))
+	}
+	if old.RotatedTo != "" {
+		return &apiError{status: http.StatusConflict, code: "conflict", message: "the token was already rotated to " + old.RotatedTo}
+	}
+	expiresAt, err := parseExpiry("expires_at", req.ExpiresAt, now)
+	if err != nil {
+		return err
+	}
+	if expiresAt == nil && old.ExpiresAt != nil {
+		// Keep the old token's lifetime.
+		e := now.Add(old.ExpiresAt.Sub(old.CreatedAt)).UTC()
+		expiresAt = &e
+	}
+	secret := h.tokens.Generate()
+	next := &storage.NewToken{
+		Token: storage.Token{Hint: storage.Hint(secret), ExpiresAt: expiresAt},
+		Hash:  storage.HashToken(secret),
+	}
+	if _, err := h.store.RotateToken(r.Context(), p.Actor, k.ID, old.ID, next, grace); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(&next.Token, now), Secret: secret})
+	return nil
+}
+
+func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	k, t, err := h.visibleToken(r, p)
+	if err != nil {
+		return err
+	}
+	if err := h.store.DeleteToken(r.Context(), p.Actor, k.ID, t.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type revokeRequest struct {
+	Token string `json:"token"`
+}
+
+// revoke deletes the token whose value the caller knows, whatever its
+// account: knowing a leaked value is enough to stop it.
+func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, p Principal) error {
+	var req revokeRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	token := strings.TrimSpace(req.Token)
+	if !h.tokens.Valid(token) {
+		return errInvalid("token", "token is not a well-formed %s- token", h.tokens.Prefix())
+	}
+	if _, err := h.store.RevokeToken(r.Context(), p.Actor, storage.HashToken(token)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
