@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/bits"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -160,13 +161,11 @@ const (
 
 // NewID returns a new id with the given type prefix: 22 base62 characters
 // encoding a 48-bit millisecond time and 80 random bits, so ids sort by
-// creation time (in byte order, i.e. COLLATE "C").
+// creation time (in byte order, i.e. COLLATE "C"). Within one process, ids
+// made in the same millisecond count up from the first one's random bits,
+// so they sort in creation order too.
 func NewID(prefix string) string {
-	var raw [16]byte
-	binary.BigEndian.PutUint64(raw[:8], uint64(time.Now().UnixMilli())<<16)
-	_, _ = rand.Read(raw[6:]) // never fails, see randomBase62
-	hi := binary.BigEndian.Uint64(raw[:8])
-	lo := binary.BigEndian.Uint64(raw[8:])
+	hi, lo := nextIDBits()
 	buf := make([]byte, len(prefix)+22)
 	copy(buf, prefix)
 	// 22 base62 digits of the 128-bit number hi:lo, least significant first.
@@ -174,6 +173,34 @@ func NewID(prefix string) string {
 		hi, lo = divmod62(hi, lo, &buf[i])
 	}
 	return string(buf)
+}
+
+var idState struct {
+	sync.Mutex
+	ms     uint64
+	hi, lo uint64
+}
+
+// nextIDBits returns the 128 bits of the next id: ms<<80 | random80.
+func nextIDBits() (hi, lo uint64) {
+	ms := uint64(time.Now().UnixMilli())
+	idState.Lock()
+	defer idState.Unlock()
+	if ms <= idState.ms {
+		// Same (or an earlier, if the clock stepped back) millisecond:
+		// count up, carrying into the time bits if the random ones wrap.
+		idState.lo++
+		if idState.lo == 0 {
+			idState.hi++
+		}
+		return idState.hi, idState.lo
+	}
+	var raw [16]byte
+	binary.BigEndian.PutUint64(raw[:8], ms<<16)
+	_, _ = rand.Read(raw[6:]) // never fails, see randomBase62
+	idState.ms = ms
+	idState.hi, idState.lo = binary.BigEndian.Uint64(raw[:8]), binary.BigEndian.Uint64(raw[8:])
+	return idState.hi, idState.lo
 }
 
 // divmod62 divides the 128-bit number hi:lo by 62, writes the remainder's

@@ -150,13 +150,12 @@ func TestNewIDSortsByTime(t *testing.T) {
 	if len(prev) != len(KeyIDPrefix)+22 || !strings.HasPrefix(prev, KeyIDPrefix) {
 		t.Fatalf("bad id %q", prev)
 	}
-	for range 50 {
+	for range 5000 {
 		id := NewID(KeyIDPrefix)
 		if id == prev {
 			t.Fatalf("duplicate id %q", id)
 		}
-		// Same millisecond may reorder; across milliseconds order must hold.
-		if id[:len(KeyIDPrefix)+8] < prev[:len(KeyIDPrefix)+8] {
+		if id <= prev {
 			t.Fatalf("id %q sorts before earlier %q", id, prev)
 		}
 		prev = id
