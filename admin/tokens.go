@@ -29,6 +29,10 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
+	// A new value of a key is that key's power: only for callers holding it.
+	if err := checkGrant(p, k.EffectiveScopes); err != nil {
+		return err
+	}
 	var req createTokenRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
@@ -186,6 +190,9 @@ type rotateRequest struct {
 func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
 	k, old, err := h.visibleToken(r, p)
 	if err != nil {
+		return err
+	}
+	if err := checkGrant(p, k.EffectiveScopes); err != nil {
 		return err
 	}
 	var req rotateRequest

@@ -118,78 +118,150 @@ func TestAdminEndpointLifecycle(t *testing.T) {
 	}
 }
 
-// TestAdminBadInput sends malformed requests: each gets its 4xx with a
-// JSON error naming the field, and nothing is written.
+// TestAdminBadInput sends hostile requests to both mount points: each gets
+// its 4xx with a JSON error naming the field, nothing is half-written, and
+// the service and earlier keys keep working.
 func TestAdminBadInput(t *testing.T) {
 	env := startTower(t, pgtest.DSN(t))
 	gw := env.gw
-	gw.createAccount("base", "apps")
-	tests := []struct {
-		name, method, path string
-		body               any
-		status             int
-		field              string
-	}{
-		{"malformed JSON", "POST", "/accounts", `{"name":`, 400, ""},
-		{"not an object", "POST", "/accounts", `[1,2]`, 400, ""},
-		{"empty body", "POST", "/accounts", ``, 400, ""},
-		{"two objects", "POST", "/accounts", `{"name":"a"}{"name":"b"}`, 400, ""},
-		{"unknown field", "POST", "/accounts", map[string]any{"name": "x", "role": "admin"}, 400, "role"},
-		{"wrong type", "POST", "/accounts", map[string]any{"name": 5}, 400, "name"},
-		{"scopes wrong type", "POST", "/accounts", map[string]any{"name": "x", "scopes": "apps"}, 400, "scopes"},
-		{"empty name", "POST", "/accounts", map[string]any{"name": ""}, 400, "name"},
-		{"blank name", "POST", "/accounts", map[string]any{"name": "   "}, 400, "name"},
-		{"control characters", "POST", "/accounts", map[string]any{"name": "a\x00b"}, 400, "name"},
-		{"id-shaped name", "POST", "/accounts", map[string]any{"name": "acc_x"}, 400, "name"},
-		{"bad kind", "POST", "/accounts", map[string]any{"name": "x", "kind": "robot"}, 400, "kind"},
-		{"scope upper case", "POST", "/accounts", map[string]any{"name": "x", "scopes": []string{"Apps"}}, 400, "scopes"},
-		{"scope empty segment", "POST", "/accounts", map[string]any{"name": "x", "scopes": []string{"a::b"}}, 400, "scopes"},
-		{"scope trailing colon", "POST", "/accounts", map[string]any{"name": "x", "scopes": []string{"apps:"}}, 400, "scopes"},
-		{"scope leading space", "POST", "/accounts", map[string]any{"name": "x", "scopes": []string{" apps"}}, 400, "scopes"},
-		{"huge body", "POST", "/accounts", `{"name":"` + strings.Repeat("a", 1<<20) + `"}`, 413, ""},
-		{"long name", "POST", "/accounts", map[string]any{"name": strings.Repeat("a", 201)}, 400, "name"},
-		{"key without account", "POST", "/keys", map[string]any{"name": "k"}, 400, "account"},
-		{"key unknown account", "POST", "/keys", map[string]any{"account": "nobody", "name": "k"}, 404, "account"},
-		{"key without name", "POST", "/keys", map[string]any{"account": "base"}, 400, "name"},
-		{"key past expiry", "POST", "/keys", map[string]any{"account": "base", "name": "k", "expires_at": "2001-01-01T00:00:00Z"}, 400, "expires_at"},
-		{"key bad expiry", "POST", "/keys", map[string]any{"account": "base", "name": "k", "expires_at": "tomorrow"}, 400, "expires_at"},
-		{"key bad tag", "POST", "/keys", map[string]any{"account": "base", "name": "k", "tags": map[string]string{"a:b": "c"}}, 400, "tags"},
-		{"key tags wrong type", "POST", "/keys", map[string]any{"account": "base", "name": "k", "tags": []string{"x"}}, 400, "tags"},
-		{"key secret field", "POST", "/keys", map[string]any{"account": "base", "name": "k", "secret": "sk-x"}, 400, "secret"},
-		{"key bad scope", "POST", "/keys", map[string]any{"account": "base", "name": "k", "scopes": []string{"*:x"}}, 400, "scopes"},
-		{"list bad limit", "GET", "/keys?limit=0", nil, 400, "limit"},
-		{"list huge limit", "GET", "/keys?limit=100000", nil, 400, "limit"},
-		{"list bad tag", "GET", "/keys?tag=novalue", nil, 400, "tag"},
-		{"get key wrong id type", "GET", "/keys/acc_x", nil, 404, ""},
-		{"get unknown key", "GET", "/keys/key_nothere", nil, 404, ""},
-		{"patch account id", "PATCH", "/accounts/base", map[string]any{"id": "acc_y"}, 400, "id"},
-		{"patch unknown account", "PATCH", "/accounts/nobody", map[string]any{"team": "x"}, 404, ""},
-		{"injection-looking name stored verbatim", "POST", "/accounts", map[string]any{"name": "x'); DROP TABLE accounts;--"}, 201, ""},
-		{"unknown route", "GET", "/nothing", nil, 404, ""},
+	base := gw.createAccount("base", "apps")
+	soon := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
+	keyID, secret := gw.createKey(base, []string{"apps:read"}, "expires_at", soon)
+	key := gw.mustAdmin("GET", "/keys/"+keyID, nil, http.StatusOK)
+	tokID := key["tokens"].([]any)[0].(map[string]any)["id"].(string)
+	otherKey, _ := gw.createKey(base, nil)
+	otherTok := gw.mustAdmin("GET", "/keys/"+otherKey, nil, http.StatusOK)["tokens"].([]any)[0].(map[string]any)["id"].(string)
+	ops := gw.createAccount("ops", "*")
+	_, opsKey := gw.createKey(ops, []string{"*"})
+
+	mounts := map[string]func(method, path string, body any) response{
+		"admin endpoint": gw.adminDo,
+		"apikey_admin": func(method, path string, body any) response {
+			return do(t, method, env.adminURL+path, body, "X-API-Key", opsKey)
+		},
 	}
-	for _, tt := range tests {
-		r := gw.adminDo(tt.method, tt.path, tt.body)
-		if r.Status != tt.status {
-			t.Errorf("%s: %d, want %d: %.300s", tt.name, r.Status, tt.status, r.Body)
-			continue
+	huge := `{"name":"` + strings.Repeat("a", 1<<20) + `"}`
+	tokPath := "/keys/" + keyID + "/tokens/" + tokID
+	for mount, call := range mounts {
+		// Through apikey_admin a key without account goes to the caller's.
+		var noAccount any = map[string]any{"name": "k"}
+		noAccountField := "account"
+		if mount == "apikey_admin" {
+			noAccount, noAccountField = map[string]any{"name": "k", "scopes": []string{"Apps"}}, "scopes"
 		}
-		if tt.status >= 400 {
-			body := r.JSON(t)
-			if body["error"] == nil || body["message"] == nil {
-				t.Errorf("%s: body %v lacks error/message", tt.name, body)
+		tests := []struct {
+			name, method, path string
+			body               any
+			status             int
+			field              string
+		}{
+			{"malformed JSON", "POST", "/accounts", `{"name":`, 400, ""},
+			{"not an object", "POST", "/accounts", `[1,2]`, 400, ""},
+			{"empty body", "POST", "/accounts", ``, 400, ""},
+			{"null body", "POST", "/accounts", `null`, 400, "name"},
+			{"two objects", "POST", "/accounts", `{"name":"a"}{"name":"b"}`, 400, ""},
+			{"unknown field", "POST", "/accounts", map[string]any{"name": "x", "role": "admin"}, 400, "role"},
+			{"wrong type", "POST", "/accounts", map[string]any{"name": 5}, 400, "name"},
+			{"nested object", "POST", "/accounts", map[string]any{"name": map[string]any{"$gt": ""}}, 400, "name"},
+			{"scopes wrong type", "POST", "/accounts", map[string]any{"name": "x", "scopes": "apps"}, 400, "scopes"},
+			{"empty name", "POST", "/accounts", map[string]any{"name": ""}, 400, "name"},
+			{"blank name", "POST", "/accounts", map[string]any{"name": "   "}, 400, "name"},
+			{"control characters", "POST", "/accounts", map[string]any{"name": "a\x00b"}, 400, "name"},
+			{"id-shaped name", "POST", "/accounts", map[string]any{"name": "acc_x"}, 400, "name"},
+			{"bad kind", "POST", "/accounts", map[string]any{"name": "x", "kind": "robot"}, 400, "kind"},
+			{"scope upper case", "POST", "/accounts", map[string]any{"name": "x", "scopes": []string{"Apps"}}, 400, "scopes"},
+			{"scope empty segment", "POST", "/accounts", map[string]any{"name": "x", "scopes": []string{"a::b"}}, 400, "scopes"},
+			{"scope trailing colon", "POST", "/accounts", map[string]any{"name": "x", "scopes": []string{"apps:"}}, 400, "scopes"},
+			{"scope leading space", "POST", "/accounts", map[string]any{"name": "x", "scopes": []string{" apps"}}, 400, "scopes"},
+			{"1 MB body", "POST", "/accounts", huge, 413, ""},
+			{"long name", "POST", "/accounts", map[string]any{"name": strings.Repeat("a", 201)}, 400, "name"},
+			{"duplicate account", "POST", "/accounts", map[string]any{"name": "base"}, 409, ""},
+			{"key without account", "POST", "/keys", noAccount, 400, noAccountField},
+			{"key unknown account", "POST", "/keys", map[string]any{"account": "nobody", "name": "k"}, 404, "account"},
+			{"key account of wrong type", "POST", "/keys", map[string]any{"account": keyID, "name": "k"}, 404, "account"},
+			{"key without name", "POST", "/keys", map[string]any{"account": "base"}, 400, "name"},
+			{"key past expiry", "POST", "/keys", map[string]any{"account": "base", "name": "k", "expires_at": "2001-01-01T00:00:00Z"}, 400, "expires_at"},
+			{"key bad expiry", "POST", "/keys", map[string]any{"account": "base", "name": "k", "expires_at": "tomorrow"}, 400, "expires_at"},
+			{"key bad tag", "POST", "/keys", map[string]any{"account": "base", "name": "k", "tags": map[string]string{"a:b": "c"}}, 400, "tags"},
+			{"key tags wrong type", "POST", "/keys", map[string]any{"account": "base", "name": "k", "tags": []string{"x"}}, 400, "tags"},
+			{"key secret field", "POST", "/keys", map[string]any{"account": "base", "name": "k", "secret": "sk-x"}, 400, "secret"},
+			{"key bad scope", "POST", "/keys", map[string]any{"account": "base", "name": "k", "scopes": []string{"*:x"}}, 400, "scopes"},
+			{"key 1 MB name", "POST", "/keys", huge, 413, ""},
+			{"list bad limit", "GET", "/keys?limit=0", nil, 400, "limit"},
+			{"list huge limit", "GET", "/keys?limit=100000", nil, 400, "limit"},
+			{"list bad tag", "GET", "/keys?tag=novalue", nil, 400, "tag"},
+			{"audit bad limit", "GET", "/audit?limit=abc", nil, 400, "limit"},
+			{"get key wrong id type", "GET", "/keys/acc_x", nil, 404, ""},
+			{"get unknown key", "GET", "/keys/key_nothere", nil, 404, ""},
+			{"patch account id", "PATCH", "/accounts/base", map[string]any{"id": "acc_y"}, 400, "id"},
+			{"patch account kind", "PATCH", "/accounts/base", map[string]any{"kind": "user"}, 400, "kind"},
+			{"patch unknown account", "PATCH", "/accounts/nobody", map[string]any{"team": "x"}, 404, ""},
+			{"patch key id", "PATCH", "/keys/" + keyID, map[string]any{"id": "key_y"}, 400, "id"},
+			{"patch key secret", "PATCH", "/keys/" + keyID, map[string]any{"secret": secret}, 400, "secret"},
+			{"patch key hint", "PATCH", "/keys/" + keyID, map[string]any{"hint": "sk-x"}, 400, "hint"},
+			{"patch key account", "PATCH", "/keys/" + keyID, map[string]any{"account": "ops"}, 400, "account"},
+			{"patch key bad scopes", "PATCH", "/keys/" + keyID, map[string]any{"scopes": []string{"a::b"}}, 400, "scopes"},
+			{"patch key scopes type", "PATCH", "/keys/" + keyID, map[string]any{"scopes": "apps"}, 400, "scopes"},
+			{"patch key empty name", "PATCH", "/keys/" + keyID, map[string]any{"name": ""}, 400, "name"},
+			{"patch key empty tag name", "PATCH", "/keys/" + keyID, map[string]any{"tags": map[string]string{"": "x"}}, 400, "tags"},
+			{"patch token value", "PATCH", tokPath, map[string]any{"value": secret}, 400, "value"},
+			{"patch token token", "PATCH", tokPath, map[string]any{"token": secret}, 400, "token"},
+			{"patch token status", "PATCH", tokPath, map[string]any{"status": "active"}, 400, "status"},
+			{"patch token bad expiry", "PATCH", tokPath, map[string]any{"expires_at": "yesterday"}, 400, "expires_at"},
+			{"patch token past expiry", "PATCH", tokPath, map[string]any{"expires_at": "2001-01-01T00:00:00Z"}, 400, "expires_at"},
+			{"patch token of another key", "PATCH", "/keys/" + keyID + "/tokens/" + otherTok, map[string]any{"name": "x"}, 404, ""},
+			{"rotate bad grace", "POST", tokPath + "/rotate", map[string]any{"grace": "forever"}, 400, "grace"},
+			{"rotate negative grace", "POST", tokPath + "/rotate", map[string]any{"grace": "-1h"}, 400, "grace"},
+			{"rotate grace past expiry", "POST", tokPath + "/rotate", map[string]any{"grace": "48h"}, 400, "grace"},
+			{"rotate unknown field", "POST", tokPath + "/rotate", map[string]any{"bogus": 1}, 400, "bogus"},
+			{"rotate unknown token", "POST", "/keys/" + keyID + "/tokens/tok_nothere/rotate", nil, 404, ""},
+			{"token expiry wrong type", "POST", "/keys/" + keyID + "/tokens", map[string]any{"expires_at": 5}, 400, "expires_at"},
+			{"token 1 MB", "POST", "/keys/" + keyID + "/tokens", huge, 413, ""},
+			{"delete unknown token", "DELETE", "/keys/" + keyID + "/tokens/tok_nothere", nil, 404, ""},
+			{"revoke malformed", "POST", "/revoke", map[string]any{"token": "not-a-token"}, 400, "token"},
+			{"revoke empty", "POST", "/revoke", map[string]any{}, 400, "token"},
+			{"revoke wrong type", "POST", "/revoke", map[string]any{"token": 5}, 400, "token"},
+			{"revoke unknown", "POST", "/revoke", map[string]any{"token": withChecksum("sk-" + strings.Repeat("Z", 43))}, 404, ""},
+			{"injection-looking name stored verbatim", "POST", "/accounts", map[string]any{"name": mount + " x'); DROP TABLE accounts;--"}, 201, ""},
+			{"unknown route", "GET", "/nothing", nil, 404, ""},
+		}
+		for _, tt := range tests {
+			r := call(tt.method, tt.path, tt.body)
+			if r.Status != tt.status {
+				t.Errorf("%s: %s: %d, want %d: %.300s", mount, tt.name, r.Status, tt.status, r.Body)
+				continue
 			}
-			if tt.field != "" && body["field"] != tt.field {
-				t.Errorf("%s: field %v, want %q (%v)", tt.name, body["field"], tt.field, body)
+			if tt.status >= 400 {
+				body := r.JSON(t)
+				if body["error"] == nil || body["message"] == nil {
+					t.Errorf("%s: %s: body %v lacks error/message", mount, tt.name, body)
+				}
+				if tt.field != "" && body["field"] != tt.field {
+					t.Errorf("%s: %s: field %v, want %q (%v)", mount, tt.name, body["field"], tt.field, body)
+				}
 			}
 		}
 	}
+
+	// Nothing was half-written; earlier keys and the service still work.
 	accounts := gw.mustAdmin("GET", "/accounts", nil, http.StatusOK)["items"].([]any)
-	if len(accounts) != 2 || accounts[1].(map[string]any)["name"] != "x'); DROP TABLE accounts;--" {
-		t.Errorf("after bad input, accounts are %v", accounts)
+	if len(accounts) != 4 {
+		t.Errorf("after bad input, %d accounts: %v", len(accounts), accounts)
 	}
 	keys := gw.mustAdmin("GET", "/keys", nil, http.StatusOK)["items"].([]any)
-	if len(keys) != 0 {
-		t.Errorf("bad input wrote keys: %v", keys)
+	if len(keys) != 3 {
+		t.Errorf("after bad input, %d keys: %v", len(keys), keys)
+	}
+	after := gw.mustAdmin("GET", "/keys/"+keyID, nil, http.StatusOK)
+	if toks := after["tokens"].([]any); len(toks) != 1 || toks[0].(map[string]any)["status"] != "active" ||
+		toks[0].(map[string]any)["expires_at"] != soon || after["name"] != "key" {
+		t.Errorf("the key changed: %v", after)
+	}
+	if r := do(t, "GET", gw.URL+"/v1/apps", nil, "X-API-Key", secret); r.Status != 200 {
+		t.Errorf("an earlier key stopped working: %d %s", r.Status, r.Body)
+	}
+	if strings.Contains(gw.Output(), secret) {
+		t.Errorf("a secret reached Caddy's log")
 	}
 }
 
