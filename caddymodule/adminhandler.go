@@ -58,6 +58,7 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	if api == nil {
 		return h.Auth.answers.unavailable.serve(w, r)
 	}
+	resultAllowed.Inc()
 	setPlaceholders(r, cred)
 	p := admin.Principal{Actor: cred.KeyID, AccountID: cred.AccountID, TokenID: cred.TokenID, Scopes: cred.Scopes}
 	api.ServeHTTP(w, r.WithContext(admin.WithPrincipal(r.Context(), p)))

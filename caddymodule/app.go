@@ -81,6 +81,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // `caddy validate` works without a database.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 	if a.KeyPrefix == "" {
 		a.KeyPrefix = storage.DefaultKeyPrefix
 	}
@@ -216,6 +219,9 @@ type openBackend struct {
 	store storage.Store
 	cache *storage.Cache
 	api   *admin.Handler
+
+	stopListener context.CancelFunc
+	listening    sync.WaitGroup
 }
 
 func (b *backend) open(logger *zap.Logger) error {
@@ -232,14 +238,56 @@ func (b *backend) open(logger *zap.Logger) error {
 	}
 	cfg := b.settings.cache
 	cfg.Decorate = decorateCredential
+	cfg.ObserveLookup = observeLookup
 	cache, err := storage.NewCache(st, cfg)
 	if err != nil {
 		st.Close()
 		return err
 	}
-	b.live.Store(&openBackend{store: st, cache: cache, api: admin.New(st, b.settings.tokens, logger.Named("admin"))})
+	liveCaches.Store(cache, struct{}{})
+	ob := &openBackend{store: st, cache: cache, api: admin.New(st, b.settings.tokens, logger.Named("admin"))}
+	listenCtx, stop := context.WithCancel(context.Background())
+	ob.stopListener = stop
+	connected := make(chan struct{})
+	hooks := listenHooks(cache, logger.Named("listener"))
+	onConnect := hooks.Connected
+	var once sync.Once
+	hooks.Connected = func() {
+		onConnect()
+		once.Do(func() { close(connected) })
+	}
+	ob.listening.Go(func() { st.Listen(listenCtx, hooks) })
+	// Serve once change notices flow, so nothing cached can miss one; a
+	// listener that cannot connect yet catches up when it does (it
+	// forgets the whole cache then).
+	select {
+	case <-connected:
+	case <-time.After(5 * time.Second):
+		logger.Warn("change listener not connected yet; serving anyway")
+	}
+	b.live.Store(ob)
 	logger.Info("key store open", zap.String("storage", b.settings.storageType), zap.String("schema", b.settings.schema))
 	return nil
+}
+
+// listenHooks apply other nodes' change notices to cache.
+func listenHooks(cache *storage.Cache, logger *zap.Logger) storage.ListenHooks {
+	return storage.ListenHooks{
+		Notice: func(inv storage.Invalidation) {
+			metrics.notices.Inc()
+			cache.Invalidate(inv)
+		},
+		Connected: func() {
+			metrics.listenerConnected.Set(1)
+			// Notices sent while away are lost: forget everything cached.
+			cache.InvalidateAll()
+			logger.Info("listening for key changes")
+		},
+		Disconnected: func(err error) {
+			metrics.listenerConnected.Set(0)
+			logger.Warn("change listener disconnected; reconnecting", zap.Error(err))
+		},
+	}
 }
 
 // get returns the open backend, or nil before open.
@@ -250,7 +298,10 @@ func (b *backend) Destruct() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if ob := b.live.Swap(nil); ob != nil {
-		ob.cache.Close()
+		ob.stopListener()
+		ob.listening.Wait()
+		ob.cache.Close() // writes pending last-used times
+		liveCaches.Delete(ob.cache)
 		ob.store.Close()
 	}
 	return nil

@@ -135,13 +135,13 @@ func (h *AuthHandler) compile() error {
 	}
 
 	h.answers = answers{
-		unauthorized:   newDenial(http.StatusUnauthorized, "unauthorized", "an API key is required", challenge(h.Realm), nil),
-		invalidToken:   newDenial(http.StatusUnauthorized, "invalid_token", "the API key is not valid", challenge(h.Realm, "error", "invalid_token"), nil),
-		expired:        newDenial(http.StatusUnauthorized, "invalid_token", "the API key has expired", challenge(h.Realm, "error", "invalid_token"), nil),
-		disabled:       newDenial(http.StatusUnauthorized, "invalid_token", "the API key's account is disabled", challenge(h.Realm, "error", "invalid_token"), nil),
-		invalidRequest: newDenial(http.StatusUnauthorized, "invalid_request", "the request carries two different credentials", challenge(h.Realm, "error", "invalid_request"), nil),
-		forbidden:      newDenial(http.StatusForbidden, "forbidden", "no API route matches this request", "", nil),
-		unavailable:    newDenial(http.StatusServiceUnavailable, "unavailable", "the key store is unavailable; retry later", "", nil),
+		unauthorized:   newDenial(resultUnauthorized, http.StatusUnauthorized, "unauthorized", "an API key is required", challenge(h.Realm), nil),
+		invalidToken:   newDenial(resultInvalidToken, http.StatusUnauthorized, "invalid_token", "the API key is not valid", challenge(h.Realm, "error", "invalid_token"), nil),
+		expired:        newDenial(resultExpired, http.StatusUnauthorized, "invalid_token", "the API key has expired", challenge(h.Realm, "error", "invalid_token"), nil),
+		disabled:       newDenial(resultDisabled, http.StatusUnauthorized, "invalid_token", "the API key's account is disabled", challenge(h.Realm, "error", "invalid_token"), nil),
+		invalidRequest: newDenial(resultInvalidRequest, http.StatusUnauthorized, "invalid_request", "the request carries two different credentials", challenge(h.Realm, "error", "invalid_request"), nil),
+		forbidden:      newDenial(resultForbidden, http.StatusForbidden, "forbidden", "no API route matches this request", "", nil),
+		unavailable:    newDenial(resultUnavailable, http.StatusServiceUnavailable, "unavailable", "the key store is unavailable; retry later", "", nil),
 	}
 
 	if len(h.Require) > 0 {
@@ -199,7 +199,7 @@ func (h *AuthHandler) newAccess(words []string) (*access, error) {
 			return nil, err
 		}
 		acc.scopes = append(acc.scopes, s)
-		acc.insufficient = append(acc.insufficient, newDenial(http.StatusForbidden, "insufficient_scope",
+		acc.insufficient = append(acc.insufficient, newDenial(resultInsufficientScope, http.StatusForbidden, "insufficient_scope",
 			"the API key lacks the scope "+s, challenge(h.Realm, "error", "insufficient_scope", "scope", s),
 			map[string]string{"required_scope": s}))
 	}
@@ -211,6 +211,11 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	cred, denied := h.authorize(r)
 	if denied != nil {
 		return denied.serve(w, r)
+	}
+	if cred == nil {
+		resultPublic.Inc()
+	} else {
+		resultAllowed.Inc()
 	}
 	setPlaceholders(r, cred)
 	return next.ServeHTTP(w, r)

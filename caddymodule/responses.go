@@ -8,11 +8,13 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // denial is one refusal, rendered once when the handler is provisioned so
 // that answering a flood of bad requests costs no encoding.
 type denial struct {
+	result          prometheus.Counter // counts this decision
 	status          int
 	body            []byte
 	wwwAuthenticate []string
@@ -27,13 +29,13 @@ var jsonContentType = []string{"application/json"}
 
 // newDenial renders the answer {"error": code, "message": message, ...extra}.
 // challenge is the WWW-Authenticate value, or "" for none.
-func newDenial(status int, code, message, challenge string, extra map[string]string) *denial {
+func newDenial(result prometheus.Counter, status int, code, message, challenge string, extra map[string]string) *denial {
 	fields := map[string]string{"error": code, "message": message}
 	for k, v := range extra {
 		fields[k] = v
 	}
 	body, _ := json.Marshal(fields) // a map of strings always encodes
-	d := &denial{status: status, body: append(body, '\n'), err: errors.New(code + ": " + message)}
+	d := &denial{result: result, status: status, body: append(body, '\n'), err: errors.New(code + ": " + message)}
 	if challenge != "" {
 		d.wwwAuthenticate = []string{challenge}
 	}
@@ -62,6 +64,7 @@ func challenge(realm string, params ...string) string {
 // returns a caddyhttp.HandlerError instead, so those routes can render it;
 // the challenge headers are set either way.
 func (d *denial) serve(w http.ResponseWriter, r *http.Request) error {
+	d.result.Inc()
 	h := w.Header()
 	if d.wwwAuthenticate != nil {
 		h["Www-Authenticate"] = d.wwwAuthenticate

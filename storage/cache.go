@@ -28,6 +28,8 @@ type CacheConfig struct {
 	// Decorate, when set, is called on every credential read from the
 	// store before it is cached or shared, to attach precomputed values.
 	Decorate func(*Credential) `json:"-"`
+	// ObserveLookup, when set, is told how long each store lookup took.
+	ObserveLookup func(time.Duration) `json:"-"`
 }
 
 // Cache defaults.
@@ -70,6 +72,9 @@ type Cache struct {
 	now       atomic.Int64
 	stopClock chan struct{}
 	closeOnce sync.Once
+	done      sync.WaitGroup
+
+	uses useBatch
 
 	stats CacheStats
 }
@@ -80,6 +85,11 @@ type CacheStats struct {
 	Misses       atomic.Uint64
 	StoreQueries atomic.Uint64
 	StoreErrors  atomic.Uint64
+	// StoreQueryNanos is the total time spent in store lookups.
+	StoreQueryNanos atomic.Uint64
+	// UseFlushes and UseFlushErrors count the batched last_used_at writes.
+	UseFlushes     atomic.Uint64
+	UseFlushErrors atomic.Uint64
 }
 
 type cacheEntry struct {
@@ -88,6 +98,11 @@ type cacheEntry struct {
 	expires  int64       // Unix nanoseconds
 	loadedAt uint64
 	stripes  [3]uint16
+
+	// lastUsed (Unix nanoseconds, coarse) and dirty feed the batched
+	// last_used_at writes; see uses.
+	lastUsed atomic.Int64
+	dirty    atomic.Bool
 }
 
 // clockTick is the resolution of the coarse clock, and so of TTLs.
@@ -120,7 +135,8 @@ func NewCache(store Store, cfg CacheConfig) (*Cache, error) {
 	c := &Cache{store: store, cfg: cfg, entries: entries, seed: maphash.MakeSeed(),
 		keySeeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, stopClock: make(chan struct{})}
 	c.now.Store(time.Now().UnixNano())
-	go c.runClock()
+	c.done.Go(c.runClock)
+	c.done.Go(c.runFlusher)
 	store.OnChange(c.Invalidate)
 	return c, nil
 }
@@ -143,6 +159,7 @@ func (c *Cache) Verify(ctx context.Context, token string) (*Credential, error) {
 		if e.cred == nil {
 			return nil, ErrNotFound
 		}
+		c.used(e)
 		return e.cred, nil
 	}
 	c.stats.Misses.Add(1)
@@ -175,6 +192,7 @@ func (c *Cache) load(ctx context.Context, key, check uint64, hash Hash) (*Creden
 		if e.cred == nil {
 			return nil, ErrNotFound
 		}
+		c.used(e)
 		return e.cred, nil
 	}
 	return nil, fmt.Errorf("%w: token changed during %d consecutive reads", ErrUnavailable, maxReads)
@@ -190,7 +208,13 @@ func (c *Cache) read(ctx context.Context, key, check uint64, hash Hash) (*cacheE
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.LookupTimeout)
 	defer cancel()
 	c.stats.StoreQueries.Add(1)
+	start := time.Now()
 	cred, err := c.store.LookupToken(ctx, hash)
+	took := time.Since(start)
+	c.stats.StoreQueryNanos.Add(uint64(took))
+	if c.cfg.ObserveLookup != nil {
+		c.cfg.ObserveLookup(took)
+	}
 	ttl := c.cfg.TTL
 	switch {
 	case err == nil:
@@ -284,10 +308,15 @@ func (c *Cache) runClock() {
 	}
 }
 
-// Close stops the cache's goroutines.
+// Close stops the cache's goroutines and writes the pending last-used
+// times.
 func (c *Cache) Close() {
 	c.closeOnce.Do(func() {
 		close(c.stopClock)
+		c.done.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.FlushUses(ctx) // failures are counted in stats
 		c.entries.Close()
 	})
 }

@@ -278,3 +278,17 @@ func (s *Postgres) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, 
 	events, next := cutPage(events, limit, func(e AuditEvent) string { return e.ID })
 	return events, next, nil
 }
+
+// RecordUse implements Store.
+func (s *Postgres) RecordUse(ctx context.Context, uses map[string]time.Time) error {
+	ids := make([]string, 0, len(uses))
+	ats := make([]time.Time, 0, len(uses))
+	for id, at := range uses {
+		ids = append(ids, id)
+		ats = append(ats, at)
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE tokens t SET last_used_at = u.at
+		FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
+		WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)`, ids, ats)
+	return wrapErr("recording token use", err)
+}

@@ -237,6 +237,10 @@ type Store interface {
 	// and returns it; ErrNotFound when there is none.
 	RevokeToken(ctx context.Context, actor string, hash Hash) (*Token, error)
 
+	// RecordUse sets the last_used_at of tokens (never backwards), in one
+	// statement, without an audit event or change notice.
+	RecordUse(ctx context.Context, uses map[string]time.Time) error
+
 	// ListAudit returns a page of audit events, newest first.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, string, error)
 
