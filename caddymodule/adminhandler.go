@@ -50,6 +50,15 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 
 // ServeHTTP authenticates the caller and serves the admin API as it.
 func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method == http.MethodGet && r.URL.Path == "/openapi.json" {
+		// The API's description is public, as on the admin endpoint.
+		stripCredentials(r.Header, h.Auth.sources)
+		if api := h.app.api(); api != nil {
+			api.ServeHTTP(w, r)
+			return nil
+		}
+		return h.Auth.answers.unavailable.serve(w, r)
+	}
 	cred, denied := h.Auth.authorize(r)
 	if denied != nil {
 		return denied.serve(w, r)

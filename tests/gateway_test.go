@@ -49,10 +49,17 @@ type towerEnv struct {
 // under a matcher and a site serving apikey_admin.
 func startTower(t *testing.T, dsn string) *towerEnv {
 	t.Helper()
+	return startTowerOn(t, dsn, pgtest.Schema(t, dsn))
+}
+
+// startTowerOn is startTower on a given schema: gateways started on one
+// schema are nodes sharing one key store.
+func startTowerOn(t *testing.T, dsn, schema string) *towerEnv {
+	t.Helper()
 	up := newUpstream(t)
 	reqPort, adminPort := freePort(t), freePort(t)
 	gw := startGateway(t, gatewayConfig{
-		DSN: dsn, Schema: pgtest.Schema(t, dsn),
+		DSN: dsn, Schema: schema,
 		Site: fmt.Sprintf(towerSite, up.URL),
 		Extra: fmt.Sprintf(`
 :%d {

@@ -1,0 +1,373 @@
+package tests
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/pgtest"
+)
+
+// twoNodes starts two gateways sharing one key store.
+func twoNodes(t *testing.T, dsn string) (a, b *towerEnv) {
+	t.Helper()
+	schema := pgtest.Schema(t, dsn)
+	return startTowerOn(t, dsn, schema), startTowerOn(t, dsn, schema)
+}
+
+// propagation polls node until the request with secret stops answering
+// 200, and returns how long after since that took; it fails the test after
+// one second.
+func propagation(t *testing.T, node *gateway, method, path, secret string, since time.Time) time.Duration {
+	t.Helper()
+	for {
+		r := do(t, method, node.URL+path, nil, "X-API-Key", secret)
+		took := time.Since(since)
+		if r.Status != 200 {
+			if r.Status >= 500 {
+				t.Fatalf("node answered %d during propagation: %s", r.Status, r.Body)
+			}
+			return took
+		}
+		if took > time.Second {
+			t.Fatalf("the change was not enforced on the other node within 1s")
+		}
+	}
+}
+
+// metric reads one sample of a Prometheus metric from a gateway's admin
+// endpoint (sum over label sets), and whether it was found.
+func metric(t *testing.T, gw *gateway, name string) (float64, bool) {
+	t.Helper()
+	r := do(t, "GET", gw.AdminURL+"/metrics", nil)
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(strings.NewReader(string(r.Body)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+		found = true
+	}
+	return sum, found
+}
+
+// TestChangesReachOtherNode: for revoke, key delete, rotate, scope
+// reduction and account disable, the time from the admin response on node A
+// to the first refusal on node B is under one second.
+func TestChangesReachOtherNode(t *testing.T) {
+	a, b := twoNodes(t, pgtest.DSN(t))
+	changes := []struct {
+		name   string
+		method string
+		path   string
+		change func(acc, keyID, tokID, secret string)
+	}{
+		{"revoke by value", "GET", "/v1/apps", func(_, _, _, secret string) {
+			a.gw.mustAdmin("POST", "/revoke", map[string]any{"token": secret}, 204)
+		}},
+		{"key delete", "GET", "/v1/apps", func(_, keyID, _, _ string) {
+			a.gw.mustAdmin("DELETE", "/keys/"+keyID, nil, 204)
+		}},
+		{"rotate", "GET", "/v1/apps", func(_, keyID, tokID, _ string) {
+			a.gw.mustAdmin("POST", "/keys/"+keyID+"/tokens/"+tokID+"/rotate", nil, 201)
+		}},
+		{"token delete", "GET", "/v1/apps", func(_, keyID, tokID, _ string) {
+			a.gw.mustAdmin("DELETE", "/keys/"+keyID+"/tokens/"+tokID, nil, 204)
+		}},
+		{"token expiry", "GET", "/v1/apps", func(_, keyID, tokID, _ string) {
+			a.gw.mustAdmin("PATCH", "/keys/"+keyID+"/tokens/"+tokID,
+				map[string]any{"expires_at": time.Now().Add(50 * time.Millisecond).UTC().Format(time.RFC3339Nano)}, 200)
+			time.Sleep(60 * time.Millisecond)
+		}},
+		{"key scope reduction", "POST", "/v1/apps/x/runs", func(_, keyID, _, _ string) {
+			a.gw.mustAdmin("PATCH", "/keys/"+keyID, map[string]any{"scopes": []string{"apps:read"}}, 200)
+		}},
+		{"account scope reduction", "POST", "/v1/apps/x/runs", func(acc, _, _, _ string) {
+			a.gw.mustAdmin("PATCH", "/accounts/"+acc, map[string]any{"scopes": []string{"apps:read"}}, 200)
+		}},
+		{"account disable", "GET", "/v1/apps", func(acc, _, _, _ string) {
+			a.gw.mustAdmin("PATCH", "/accounts/"+acc, map[string]any{"disabled": true}, 200)
+		}},
+		{"account delete", "GET", "/v1/apps", func(acc, _, _, _ string) {
+			a.gw.mustAdmin("DELETE", "/accounts/"+acc, nil, 204)
+		}},
+	}
+	for i, c := range changes {
+		acc := a.gw.createAccount(fmt.Sprintf("acct-%d", i), "apps")
+		keyID, secret := a.gw.createKey(acc, nil)
+		tokID := a.gw.mustAdmin("GET", "/keys/"+keyID, nil, 200)["tokens"].([]any)[0].(map[string]any)["id"].(string)
+		// Node B has the token cached.
+		for range 3 {
+			if r := do(t, c.method, b.gw.URL+c.path, nil, "X-API-Key", secret); r.Status != 200 {
+				t.Fatalf("%s: before the change node B answers %d", c.name, r.Status)
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // let ristretto apply its write
+		c.change(acc, keyID, tokID, secret)
+		done := time.Now()
+		if r := do(t, c.method, a.gw.URL+c.path, nil, "X-API-Key", secret); r.Status == 200 {
+			t.Errorf("%s: node A itself still accepts the token", c.name)
+		}
+		took := propagation(t, b.gw, c.method, c.path, secret, done)
+		t.Logf("%s: enforced on node B %v after node A answered", c.name, took.Round(time.Microsecond))
+	}
+}
+
+// TestRevocationPropagationFigures measures revocation propagation between
+// two nodes over 200 revocations and logs p50/p99 (the figure of the
+// closing note; only the one-second bound is asserted).
+func TestRevocationPropagationFigures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("figures only")
+	}
+	a, b := twoNodes(t, pgtest.DSN(t))
+	acc := a.gw.createAccount("figures", "apps")
+	const n = 200
+	var took []time.Duration
+	for range n {
+		_, secret := a.gw.createKey(acc, nil)
+		if r := do(t, "GET", b.gw.URL+"/v1/apps", nil, "X-API-Key", secret); r.Status != 200 {
+			t.Fatalf("node B before revocation: %d", r.Status)
+		}
+		time.Sleep(5 * time.Millisecond)
+		a.gw.mustAdmin("POST", "/revoke", map[string]any{"token": secret}, 204)
+		took = append(took, propagation(t, b.gw, "GET", "/v1/apps", secret, time.Now()))
+	}
+	slices.Sort(took)
+	t.Logf("revocation propagation over %d revocations: p50 %v, p99 %v, max %v",
+		n, took[n/2].Round(time.Microsecond), took[n*99/100].Round(time.Microsecond), took[n-1].Round(time.Microsecond))
+}
+
+// TestFloodsDoNotReachStore counts store queries for floods of malformed
+// and of well-formed unknown tokens.
+func TestFloodsDoNotReachStore(t *testing.T) {
+	env := startTower(t, pgtest.DSN(t))
+	gw := env.gw
+	queries := func() float64 {
+		v, ok := metric(t, gw, "caddy_apikeys_store_queries_total")
+		if !ok {
+			t.Fatal("no store query metric")
+		}
+		return v
+	}
+	_, valid := gw.createKey(gw.createAccount("flood", "apps"), nil)
+	do(t, "GET", gw.URL+"/v1/apps", nil, "X-API-Key", valid)
+
+	before := queries()
+	for i := range 2000 {
+		bad := valid[:10] + strconv.Itoa(i%10) + valid[11:]
+		if bad == valid {
+			continue
+		}
+		if r := do(t, "GET", gw.URL+"/v1/apps", nil, "X-API-Key", bad); r.Status != 401 {
+			t.Fatalf("malformed token: %d", r.Status)
+		}
+	}
+	malformed := queries() - before
+
+	before = queries()
+	unknown := withChecksum("sk-" + strings.Repeat("Q", 43))
+	for range 2000 {
+		do(t, "GET", gw.URL+"/v1/apps", nil, "X-API-Key", unknown)
+	}
+	repeated := queries() - before
+
+	before = queries()
+	const distinct = 2000
+	for range distinct {
+		var body strings.Builder
+		body.WriteString("sk-")
+		for range 43 {
+			body.WriteByte("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[rand.IntN(62)])
+		}
+		do(t, "GET", gw.URL+"/v1/apps", nil, "X-API-Key", withChecksum(body.String()))
+	}
+	random := queries() - before
+	t.Logf("store queries: %v for 2000 malformed tokens, %v for one unknown token sent 2000 times, %v for %d distinct unknown tokens",
+		malformed, repeated, random, distinct)
+	if malformed != 0 {
+		t.Errorf("malformed tokens reached the store %v times", malformed)
+	}
+	if repeated > 2 {
+		t.Errorf("one unknown token reached the store %v times within its negative_ttl", repeated)
+	}
+	if random > distinct {
+		t.Errorf("%d distinct unknown tokens made %v store queries", distinct, random)
+	}
+}
+
+// TestLoadWhileRevoking runs bounded traffic over 100 keys on two nodes
+// while revoking some: no success of a revoked token after it propagated,
+// no 5xx.
+func TestLoadWhileRevoking(t *testing.T) {
+	a, b := twoNodes(t, pgtest.DSN(t))
+	acc := a.gw.createAccount("load", "apps")
+	const keys = 100
+	secrets := make([]string, keys)
+	for i := range secrets {
+		_, secrets[i] = a.gw.createKey(acc, nil)
+	}
+	// revokedAt[i] is when node A acknowledged revoking key i (0: live).
+	revokedAt := make([]atomic.Int64, keys)
+	var requests, violations, fivexx atomic.Int64
+	total := 20000
+	if testing.Short() {
+		total = 4000
+	}
+	var wg sync.WaitGroup
+	work := make(chan int, 64)
+	for w := range 8 {
+		wg.Go(func() {
+			nodes := []*gateway{a.gw, b.gw}
+			for i := range work {
+				k := (i*7 + w) % keys
+				node := nodes[i%2]
+				start := time.Now()
+				r := do(t, "GET", node.URL+"/v1/apps", nil, "X-API-Key", secrets[k])
+				requests.Add(1)
+				if r.Status >= 500 {
+					fivexx.Add(1)
+				}
+				if at := revokedAt[k].Load(); at != 0 && r.Status == 200 {
+					// Node A enforces at once; node B within one second.
+					deadline := time.Unix(0, at)
+					if node == b.gw {
+						deadline = deadline.Add(time.Second)
+					}
+					if start.After(deadline) {
+						violations.Add(1)
+					}
+				}
+			}
+		})
+	}
+	go func() {
+		for i := range total {
+			work <- i
+		}
+		close(work)
+	}()
+	for k := 0; k < keys; k += 5 {
+		time.Sleep(10 * time.Millisecond)
+		a.gw.mustAdmin("POST", "/revoke", map[string]any{"token": secrets[k]}, 204)
+		revokedAt[k].Store(time.Now().UnixNano())
+	}
+	wg.Wait()
+	t.Logf("%d requests on two nodes while revoking %d of %d keys: %d 5xx, %d successes after revocation",
+		requests.Load(), keys/5, keys, fivexx.Load(), violations.Load())
+	if violations.Load() != 0 || fivexx.Load() != 0 {
+		t.Fatalf("%d successes of revoked tokens, %d 5xx", violations.Load(), fivexx.Load())
+	}
+}
+
+// TestOutage stops and restarts PostgreSQL mid-traffic: cached tokens keep
+// working, uncached ones get 503 with Retry-After within the lookup
+// timeout, the listener reconnects and changes propagate again, and
+// last_used_at reaches the admin API.
+func TestOutage(t *testing.T) {
+	pg := pgtest.Dedicated(t)
+	a, b := twoNodes(t, pg.DSN())
+	acc := a.gw.createAccount("outage", "apps")
+	cachedKey, cached := a.gw.createKey(acc, nil)
+	_, uncached := a.gw.createKey(acc, nil)
+	_, later := a.gw.createKey(acc, nil)
+	for _, node := range []*gateway{a.gw, b.gw} {
+		if r := do(t, "GET", node.URL+"/v1/apps", nil, "X-API-Key", cached); r.Status != 200 {
+			t.Fatalf("before the outage: %d", r.Status)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range []*gateway{a.gw, b.gw} {
+		if r := do(t, "GET", node.URL+"/v1/apps", nil, "X-API-Key", cached); r.Status != 200 {
+			t.Errorf("cached token during the outage: %d %s", r.Status, r.Body)
+		}
+		start := time.Now()
+		r := do(t, "GET", node.URL+"/v1/apps", nil, "X-API-Key", uncached)
+		if r.Status != 503 || r.Header.Get("Retry-After") == "" {
+			t.Errorf("uncached token during the outage: %d %v %s", r.Status, r.Header, r.Body)
+		}
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("an uncached request waited %v on the dead store", took)
+		}
+		if r := do(t, "GET", node.URL+"/v1/apps", nil); r.Status != 401 {
+			t.Errorf("no credential during the outage: %d", r.Status)
+		}
+		if r := node.adminDo("GET", "/keys", nil); r.Status != 503 {
+			t.Errorf("admin API during the outage: %d %s", r.Status, r.Body)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if v, _ := metric(t, b.gw, "caddy_apikeys_listener_connected"); v == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("listener_connected stayed 1 with the store down")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// Service resumes by itself: uncached tokens, the listener, propagation.
+	deadline = time.Now().Add(10 * time.Second)
+	for do(t, "GET", b.gw.URL+"/v1/apps", nil, "X-API-Key", later).Status != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("service did not resume within 10s of the store's return")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		if v, _ := metric(t, b.gw, "caddy_apikeys_listener_connected"); v == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the listener did not reconnect")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := do(t, "GET", b.gw.URL+"/v1/apps", nil, "X-API-Key", cached); r.Status != 200 {
+		t.Fatalf("cached token after the outage: %d", r.Status)
+	}
+	a.gw.mustAdmin("POST", "/revoke", map[string]any{"token": cached}, 204)
+	took := propagation(t, b.gw, "GET", "/v1/apps", cached, time.Now())
+	t.Logf("after the outage, revocation reached node B in %v", took)
+
+	// last_used_at shows in the admin API within 10 s of use.
+	_ = cachedKey
+	useKey, useSecret := a.gw.createKey(acc, nil)
+	do(t, "GET", a.gw.URL+"/v1/apps", nil, "X-API-Key", useSecret)
+	deadline = time.Now().Add(11 * time.Second)
+	for {
+		tok := a.gw.mustAdmin("GET", "/keys/"+useKey, nil, http.StatusOK)["tokens"].([]any)[0].(map[string]any)
+		if tok["last_used_at"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("last_used_at did not show within 10s of use")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
