@@ -148,7 +148,7 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	if req.ExpiresAt != nil {
 		if bytes.Equal(bytes.TrimSpace(req.ExpiresAt), []byte("null")) {
-			if t.RotatedTo != "" {
+			if t.RotatedAt != nil {
 				return errInvalid("expires_at", "a token being rotated out keeps its expiry")
 			}
 			patch.ClearExpiry = true
@@ -164,7 +164,7 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 			if exp == nil {
 				return errInvalid("expires_at", "expires_at must be an RFC 3339 time or null")
 			}
-			if t.RotatedTo != "" && t.ExpiresAt != nil && exp.After(*t.ExpiresAt) {
+			if t.RotatedAt != nil && t.ExpiresAt != nil && exp.After(*t.ExpiresAt) {
 				return errInvalid("expires_at", "a token being rotated out cannot be extended past %s", t.ExpiresAt.Format(time.RFC3339))
 			}
 			patch.ExpiresAt = exp
@@ -212,8 +212,8 @@ func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principa
 	if old.ExpiresAt != nil && grace > 0 && now.Add(grace).After(*old.ExpiresAt) {
 		return errInvalid("grace", "grace %s outlives the token, which expires at %s", grace, old.ExpiresAt.Format(time.RFC3339))
 	}
-	if old.RotatedTo != "" {
-		return &apiError{status: http.StatusConflict, code: "conflict", message: "the token was already rotated to " + old.RotatedTo}
+	if old.RotatedAt != nil {
+		return &apiError{status: http.StatusConflict, code: "conflict", message: "the token was already rotated"}
 	}
 	expiresAt, err := parseExpiry("expires_at", req.ExpiresAt, now)
 	if err != nil {

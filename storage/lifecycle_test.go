@@ -56,6 +56,30 @@ func mustNewToken(t testing.TB) *NewToken {
 	return nt
 }
 
+// TestRetiringTokenStaysRetiring: when the successor of a token being
+// rotated out goes, the old token still retires at the end of its grace
+// and cannot be rotated again.
+func TestRetiringTokenStaysRetiring(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	acc := newTestAccount(t, s, "a", "apps")
+	k, _ := newTestKey(t, s, acc.ID, nil)
+	next := mustNewToken(t)
+	if _, err := s.RotateToken(ctx, "test", k.ID, k.Tokens[0].ID, next, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteToken(ctx, "test", k.ID, next.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetKey(ctx, k.ID)
+	if err != nil || len(got.Tokens) != 1 || got.Tokens[0].Status(time.Now()) != StatusExpiring {
+		t.Fatalf("old token after its successor went: %+v, %v", got, err)
+	}
+	if _, err := s.RotateToken(ctx, "test", k.ID, k.Tokens[0].ID, mustNewToken(t), time.Hour); !errors.Is(err, ErrConflict) {
+		t.Fatalf("rotating a retiring token again: %v", err)
+	}
+}
+
 // TestRotateNeverOutlivesExpiry checks that a grace longer than the
 // token's remaining life does not extend it.
 func TestRotateNeverOutlivesExpiry(t *testing.T) {
@@ -241,7 +265,7 @@ func TestConcurrentLifecycle(t *testing.T) {
 			}
 			active := 0
 			for _, tok := range got.Tokens {
-				if tok.RotatedTo == "" {
+				if tok.RotatedAt == nil {
 					active++
 				}
 			}

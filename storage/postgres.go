@@ -534,7 +534,7 @@ func (s *Postgres) loadTokens(ctx context.Context, keys []Key) error {
 		keys[i].Tokens = []Token{}
 	}
 	rows, err := s.pool.Query(ctx, `SELECT id, key_id, name, description, tags, hint, expires_at, created_at,
-			last_used_at, coalesce(rotated_to, '')
+			last_used_at, coalesce(rotated_to, ''), rotated_at
 		FROM tokens WHERE key_id = ANY($1) ORDER BY id`, ids)
 	if err != nil {
 		return wrapErr("loading tokens", err)
@@ -543,12 +543,13 @@ func (s *Postgres) loadTokens(ctx context.Context, keys []Key) error {
 	for rows.Next() {
 		var t Token
 		if err := rows.Scan(&t.ID, &t.KeyID, &t.Name, &t.Description, &t.Tags, &t.Hint, &t.ExpiresAt,
-			&t.CreatedAt, &t.LastUsedAt, &t.RotatedTo); err != nil {
+			&t.CreatedAt, &t.LastUsedAt, &t.RotatedTo, &t.RotatedAt); err != nil {
 			return wrapErr("loading tokens", err)
 		}
 		t.CreatedAt = t.CreatedAt.UTC()
 		t.ExpiresAt = utcPtr(t.ExpiresAt)
 		t.LastUsedAt = utcPtr(t.LastUsedAt)
+		t.RotatedAt = utcPtr(t.RotatedAt)
 		k := &keys[index[t.KeyID]]
 		k.Tokens = append(k.Tokens, t)
 	}

@@ -106,16 +106,17 @@ func (s *Postgres) CreateToken(ctx context.Context, actor string, t *NewToken) e
 	})
 }
 
-const tokenColumns = `id, key_id, name, description, tags, hint, expires_at, created_at, last_used_at, coalesce(rotated_to, '')`
+const tokenColumns = `id, key_id, name, description, tags, hint, expires_at, created_at, last_used_at, coalesce(rotated_to, ''), rotated_at`
 
 func scanToken(row pgx.Row, t *Token) error {
 	if err := row.Scan(&t.ID, &t.KeyID, &t.Name, &t.Description, &t.Tags, &t.Hint, &t.ExpiresAt,
-		&t.CreatedAt, &t.LastUsedAt, &t.RotatedTo); err != nil {
+		&t.CreatedAt, &t.LastUsedAt, &t.RotatedTo, &t.RotatedAt); err != nil {
 		return err
 	}
 	t.CreatedAt = t.CreatedAt.UTC()
 	t.ExpiresAt = utcPtr(t.ExpiresAt)
 	t.LastUsedAt = utcPtr(t.LastUsedAt)
+	t.RotatedAt = utcPtr(t.RotatedAt)
 	return nil
 }
 
@@ -179,8 +180,8 @@ func (s *Postgres) RotateToken(ctx context.Context, actor, keyID, tokenID string
 		if err != nil {
 			return Invalidation{}, wrapErr("loading token", err)
 		}
-		if old.RotatedTo != "" {
-			return Invalidation{}, fmt.Errorf("token %s was already rotated to %s: %w", tokenID, old.RotatedTo, ErrConflict)
+		if old.RotatedAt != nil {
+			return Invalidation{}, fmt.Errorf("token %s was already rotated: %w", tokenID, ErrConflict)
 		}
 		next.KeyID, next.Name, next.Description, next.Tags = keyID, old.Name, old.Description, old.Tags
 		if err := insertToken(ctx, tx, next); err != nil {

@@ -269,8 +269,9 @@ func TestTokenStatus(t *testing.T) {
 		{Token{}, StatusActive},
 		{Token{ExpiresAt: &future}, StatusActive},
 		{Token{ExpiresAt: &past}, StatusExpired},
-		{Token{ExpiresAt: &future, RotatedTo: "tok_x"}, StatusExpiring},
-		{Token{ExpiresAt: &past, RotatedTo: "tok_x"}, StatusExpired},
+		{Token{ExpiresAt: &future, RotatedAt: &now}, StatusExpiring},
+		{Token{ExpiresAt: &future, RotatedAt: &now, RotatedTo: ""}, StatusExpiring}, // successor gone: still retiring
+		{Token{ExpiresAt: &past, RotatedAt: &now}, StatusExpired},
 	} {
 		if got := tt.tok.Status(now); got != tt.want {
 			t.Errorf("%+v: status %q, want %q", tt.tok, got, tt.want)

@@ -59,7 +59,8 @@ const (
 )
 
 // Token is one secret of a key, without the secret: only its hint is kept.
-// A token superseded by a rotation has RotatedTo set and stops at ExpiresAt.
+// A token superseded by a rotation has RotatedAt set (and RotatedTo, while
+// its successor exists) and stops at ExpiresAt.
 type Token struct {
 	ID          string
 	KeyID       string
@@ -71,6 +72,7 @@ type Token struct {
 	CreatedAt   time.Time
 	LastUsedAt  *time.Time
 	RotatedTo   string
+	RotatedAt   *time.Time
 }
 
 // Status returns the token's status at now.
@@ -78,7 +80,7 @@ func (t *Token) Status(now time.Time) string {
 	switch {
 	case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
 		return StatusExpired
-	case t.RotatedTo != "":
+	case t.RotatedAt != nil:
 		return StatusExpiring
 	default:
 		return StatusActive
