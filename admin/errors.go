@@ -49,6 +49,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &ae):
 	case errors.Is(err, storage.ErrNotFound):
 		ae = errNotFound("not found")
+	case errors.Is(err, storage.ErrInvalid):
+		ae = errInvalid("", "the request holds a value the key store cannot keep")
 	case errors.Is(err, storage.ErrConflict):
 		ae = &apiError{status: http.StatusConflict, code: "conflict", message: "conflicts with an existing record"}
 	case errors.Is(err, storage.ErrUnavailable):

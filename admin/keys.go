@@ -52,7 +52,8 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, p Principal)
 
 	var scopes []string // nil: inherit the account's scopes, live
 	switch {
-	case len(req.Scopes) > 0:
+	case req.Scopes != nil: // [] is a key that holds nothing, not one that inherits
+
 		if err := checkGrant(p, req.Scopes); err != nil {
 			return err
 		}
@@ -164,12 +165,19 @@ func listOptions(r *http.Request) (storage.ListOptions, error) {
 		opts.Limit = n
 	}
 	opts.After = q.Get("after")
+	for field, values := range q {
+		for _, v := range values {
+			if err := checkText(field, v, false, maxTagKeyLen+maxTagValueLen+1); err != nil {
+				return opts, err
+			}
+		}
+	}
 	return opts, nil
 }
 
 // visibleKey loads the key with id if the caller may see it.
 func (h *Handler) visibleKey(r *http.Request, p Principal, id string) (*storage.Key, error) {
-	if !strings.HasPrefix(id, storage.KeyIDPrefix) {
+	if !strings.HasPrefix(id, storage.KeyIDPrefix) || checkText("id", id, true, maxNameLen) != nil {
 		return nil, errNotFound("no key %q", id)
 	}
 	k, err := h.store.GetKey(r.Context(), id)
@@ -252,7 +260,8 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal)
 			return errInvalid("scopes", "scopes must be a list of scopes or null")
 		}
 		switch {
-		case len(scopes) > 0:
+		case scopes != nil: // [] holds nothing; null inherits
+
 			if err := checkScopes("scopes", scopes); err != nil {
 				return err
 			}

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -52,7 +54,11 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	h, err := a.apiHandler()
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+		// Answered like the API's own errors, not as a Caddy APIError.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return json.NewEncoder(w).Encode(map[string]string{"error": "unavailable", "message": err.Error()})
 	}
 	r2 := r.Clone(admin.WithPrincipal(r.Context(), admin.Trusted))
 	r2.URL.Path = strings.TrimPrefix(r.URL.Path, adminAPIPrefix)

@@ -132,6 +132,11 @@ func (a *App) Validate() error {
 		if a.Storage.DSN == "" {
 			return errors.New("storage postgres: a connection string is required")
 		}
+		if a.backend.settings.dsn == "" {
+			// An empty DSN would make pgx fall back to libpq defaults and
+			// PG* variables: possibly another database.
+			return fmt.Errorf("storage postgres: the connection string %q is empty once placeholders are replaced (is the variable set?)", a.Storage.DSN)
+		}
 		if err := storage.ValidateSchema(a.backend.settings.schema); err != nil {
 			return fmt.Errorf("storage postgres: %w", err)
 		}

@@ -148,6 +148,11 @@ func (h *AuthHandler) compile() error {
 		if len(h.Routes) > 0 || h.Default != "" {
 			return errors.New("require cannot be combined with a scope table or default")
 		}
+		for _, s := range h.Require {
+			if s == AccessPublic || s == AccessDeny || (s == AccessAuthenticated && len(h.Require) > 1) {
+				return fmt.Errorf("require %q: require lists scopes (or authenticated alone); for public or denied routes use a scope table", s)
+			}
+		}
 		acc, err := h.newAccess(h.Require)
 		if err != nil {
 			return fmt.Errorf("require: %w", err)
@@ -226,7 +231,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 func (h *AuthHandler) authorize(r *http.Request) (*storage.Credential, *denial) {
 	acc := h.fallback
 	if len(h.Routes) > 0 {
-		if matched, ok := h.table.Match(r.Method, r.URL.Path); ok {
+		if matched, ok := h.table.Match(r.Method, canonicalPath(r)); ok {
 			acc = matched
 		}
 	}
@@ -269,6 +274,23 @@ func (h *AuthHandler) authorize(r *http.Request) (*storage.Credential, *denial) 
 		}
 	}
 	return cred, nil
+}
+
+// canonicalPath returns the request's path with "." and ".." segments
+// resolved and repeated slashes merged, and makes it the path the request
+// goes on with: what was authorized is what goes upstream. Otherwise
+// /v1/apps/../secrets/x would be matched as an apps route and reach the
+// secrets upstream. Paths already canonical cost no allocation.
+func canonicalPath(r *http.Request) string {
+	p := r.URL.Path
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return p
+	}
+	clean := caddyhttp.CleanPath(p, true)
+	if clean != p {
+		r.URL.Path, r.URL.RawPath = clean, ""
+	}
+	return clean
 }
 
 // setPlaceholders exposes the caller's identity to later handlers and

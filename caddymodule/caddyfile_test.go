@@ -112,6 +112,9 @@ func TestAuthCaddyfileErrors(t *testing.T) {
 		{"require bad", "apikey_auth {\n require apps:\n}", "empty segment"},
 		{"require with table", "apikey_auth {\n require apps\n scope GET /a b\n}", "cannot be combined"},
 		{"require with default", "apikey_auth {\n require apps\n default deny\n}", "cannot be combined"},
+		{"require public", "apikey_auth {\n require public\n}", "require lists scopes"},
+		{"require deny", "apikey_auth {\n require deny\n}", "require lists scopes"},
+		{"require authenticated and a scope", "apikey_auth {\n require authenticated apps\n}", "require lists scopes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -235,6 +235,9 @@ func wrapErr(what string, err error) error {
 		case "23503": // foreign_key_violation
 			return fmt.Errorf("%s: %w", what, ErrNotFound)
 		}
+		if strings.HasPrefix(pgErr.Code, "22") { // data exception: bad bytes, out of range
+			return fmt.Errorf("%s: %w", what, ErrInvalid)
+		}
 		if strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57") {
 			return fmt.Errorf("%s: %w: %v", what, ErrUnavailable, err)
 		}
@@ -288,7 +291,7 @@ type notice struct {
 }
 
 func isWrapped(err error) bool {
-	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrUnavailable)
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalid)
 }
 
 // insertAudit records one mutation, in its transaction. account is the

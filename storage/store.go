@@ -17,6 +17,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable means the store could not be reached.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrInvalid means the store refused a value it cannot hold (such as
+	// a NUL byte in a text field).
+	ErrInvalid = errors.New("invalid value")
 )
 
 // Account kinds.

@@ -224,6 +224,13 @@ func TestAdminBadInput(t *testing.T) {
 			{"revoke unknown", "POST", "/revoke", map[string]any{"token": withChecksum("sk-" + strings.Repeat("Z", 43))}, 404, ""},
 			{"injection-looking name stored verbatim", "POST", "/accounts", map[string]any{"name": mount + " x'); DROP TABLE accounts;--"}, 201, ""},
 			{"unknown route", "GET", "/nothing", nil, 404, ""},
+			{"NUL cursor", "GET", "/keys?after=%00", nil, 400, "after"},
+			{"invalid UTF-8 cursor", "GET", "/keys?after=%ff", nil, 400, "after"},
+			{"NUL tag filter", "GET", "/keys?tag=a:%00", nil, 400, "tag"},
+			{"NUL key id", "GET", "/keys/key_%00", nil, 404, ""},
+			{"invalid UTF-8 account", "GET", "/accounts/%ff", nil, 400, ""},
+			{"invalid UTF-8 audit actor", "GET", "/audit?actor=%ff", nil, 400, "actor"},
+			{"NUL in account name", "PATCH", "/accounts/base", map[string]any{"team": "a\u0000b"}, 400, "team"},
 		}
 		for _, tt := range tests {
 			r := call(tt.method, tt.path, tt.body)
@@ -320,5 +327,39 @@ func TestSiteAdminHandler(t *testing.T) {
 	}
 	if r := api("GET", "/accounts", nil, manager); r.Status != 403 {
 		t.Errorf("accounts without accounts scope: %d", r.Status)
+	}
+}
+
+// TestEmptyScopesHoldNothing: "scopes": [] is a key that holds nothing;
+// only an absent or null scopes field inherits the account's.
+func TestEmptyScopesHoldNothing(t *testing.T) {
+	env := startTower(t, pgtest.DSN(t))
+	gw := env.gw
+	acc := gw.createAccount("empty", "apps")
+	k := gw.mustAdmin("POST", "/keys", map[string]any{"account": acc, "name": "nothing", "scopes": []string{}}, http.StatusCreated)
+	if s, _ := json.Marshal(k["scopes"]); string(s) != "[]" {
+		t.Fatalf("scopes %s, want []", s)
+	}
+	if s, _ := json.Marshal(k["effective_scopes"]); string(s) != "[]" {
+		t.Fatalf("effective scopes %s, want []", s)
+	}
+	secret := k["secret"].(string)
+	if r := do(t, "GET", gw.URL+"/v1/apps", nil, "X-API-Key", secret); r.Status != 403 {
+		t.Fatalf("a key holding nothing reads apps: %d", r.Status)
+	}
+	if r := do(t, "GET", gw.URL+"/v1/me", nil, "X-API-Key", secret); r.Status != 200 {
+		t.Fatalf("a key holding nothing is still a valid key: %d", r.Status)
+	}
+	id := k["id"].(string)
+	got := gw.mustAdmin("PATCH", "/keys/"+id, map[string]any{"scopes": nil}, http.StatusOK)
+	if got["scopes"] != nil {
+		t.Fatalf("PATCH scopes null: %v, want inheritance (null)", got["scopes"])
+	}
+	if r := do(t, "GET", gw.URL+"/v1/apps", nil, "X-API-Key", secret); r.Status != 200 {
+		t.Fatalf("after inheriting, the key cannot read apps: %d", r.Status)
+	}
+	got = gw.mustAdmin("PATCH", "/keys/"+id, map[string]any{"scopes": []string{}}, http.StatusOK)
+	if s, _ := json.Marshal(got["scopes"]); string(s) != "[]" {
+		t.Fatalf("PATCH scopes []: %s", s)
 	}
 }

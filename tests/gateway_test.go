@@ -439,3 +439,66 @@ func TestValidateWithoutDatabase(t *testing.T) {
 		t.Fatalf("caddy validate failed: %v\n%s", err, out)
 	}
 }
+
+// TestPathTricksCannotBypassScopes sends dot segments, encoded dots and
+// repeated slashes: the scope that decides is that of the path the
+// upstream receives.
+func TestPathTricksCannotBypassScopes(t *testing.T) {
+	env := startTower(t, pgtest.DSN(t))
+	gw := env.gw
+	acc := gw.createAccount("tricks", "*")
+	_, reader := gw.createKey(acc, []string{"apps:read"})
+	_, keeper := gw.createKey(acc, []string{"secrets"})
+	for _, path := range []string{
+		"/v1/apps/../secrets/x",
+		"/v1/apps/%2e%2e/secrets/x",
+		"/v1/apps/%2E%2E/secrets/x",
+		"/v1/apps/web/../../secrets/x",
+		"//v1/secrets/x",
+		"/v1//secrets/x",
+		"/v1/./secrets/x",
+		"/healthz/../v1/secrets/x",
+	} {
+		if r := do(t, "GET", gw.URL+path, nil); r.Status != 401 {
+			t.Errorf("GET %s without a key: %d, want 401", path, r.Status)
+		}
+		if r := do(t, "GET", gw.URL+path, nil, "X-API-Key", reader); r.Status != 403 {
+			t.Errorf("GET %s with apps:read: %d, want 403: %s", path, r.Status, r.Body)
+		}
+		r := do(t, "GET", gw.URL+path, nil, "X-API-Key", keeper)
+		if r.Status != 200 || env.up.path() != "/v1/secrets/x" {
+			t.Errorf("GET %s with secrets: %d, upstream path %q, want 200 and /v1/secrets/x", path, r.Status, env.up.path())
+		}
+	}
+	// A public route stays public once cleaned, and the upstream gets the clean path.
+	if r := do(t, "GET", gw.URL+"/v1/../healthz", nil); r.Status != 200 || env.up.path() != "/healthz" {
+		t.Errorf("GET /v1/../healthz: %d, upstream path %q", r.Status, env.up.path())
+	}
+}
+
+// TestErrorLogNeverShowsToken: a failing upstream makes Caddy log the
+// request at ERROR level; with README's filters, no token shows.
+func TestErrorLogNeverShowsToken(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	gw := startGateway(t, gatewayConfig{
+		DSN: dsn, Schema: pgtest.Schema(t, dsn),
+		Site: fmt.Sprintf(`
+	apikey_auth
+	reverse_proxy 127.0.0.1:%d
+`, freePort(t)), // nothing listens there: 502
+	})
+	acc := gw.createAccount("errors", "apps")
+	_, secret := gw.createKey(acc, nil)
+	for _, headers := range [][]string{{"X-API-Key", secret}, {"Authorization", "Bearer " + secret}} {
+		if r := do(t, "GET", gw.URL+"/x", nil, headers...); r.Status != 502 {
+			t.Fatalf("want 502 from the dead upstream, got %d", r.Status)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !strings.Contains(gw.Output(), `"level":"error"`) {
+		t.Fatalf("no error was logged:\n%s", gw.Output())
+	}
+	if strings.Contains(gw.Output(), secret) {
+		t.Fatalf("the error log shows a token:\n%s", gw.Output())
+	}
+}

@@ -115,10 +115,17 @@ func startGateway(t testing.TB, cfg gatewayConfig) *gateway {
 
 	site := strings.ReplaceAll(cfg.Site, "{http_port}", fmt.Sprint(g.HTTPPort))
 	extra := strings.ReplaceAll(cfg.Extra, "{http_port}", fmt.Sprint(g.HTTPPort))
+	// The two log filters are README's: Caddy copies each request for its
+	// logs before any handler runs, so only a filter keeps X-API-Key out.
 	caddyfile := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	persist_config off
-	debug
+	log default {
+		level DEBUG
+		format filter {
+			request>headers>X-Api-Key replace REDACTED
+		}
+	}
 	apikeys {
 		storage postgres {env.KEYGATE_E2E_DSN} {
 			schema %s
@@ -130,10 +137,7 @@ func startGateway(t testing.TB, cfg gatewayConfig) *gateway {
 	log {
 		output file %s
 		format filter {
-			wrap json
-			fields {
-				request>headers>X-Api-Key replace REDACTED
-			}
+			request>headers>X-Api-Key replace REDACTED
 		}
 	}
 %s
@@ -303,10 +307,11 @@ func (g *gateway) createKey(account string, scopes []string, extra ...any) (stri
 
 // upstream is the API behind the gateway: it records what it receives.
 type upstream struct {
-	URL  string
-	mu   sync.Mutex
-	last http.Header
-	hits int
+	URL      string
+	mu       sync.Mutex
+	last     http.Header
+	lastPath string
+	hits     int
 }
 
 func newUpstream(t testing.TB) *upstream {
@@ -319,6 +324,7 @@ func newUpstream(t testing.TB) *upstream {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.last = r.Header.Clone()
+		u.lastPath = r.URL.EscapedPath()
 		u.hits++
 		u.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
@@ -335,6 +341,13 @@ func (u *upstream) lastHeader() http.Header {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.last
+}
+
+// path returns the path of the last request the upstream got, as sent.
+func (u *upstream) path() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lastPath
 }
 
 // hitCount returns how many requests reached the upstream.
