@@ -20,62 +20,65 @@ func newTestCache(t testing.TB, s Store) *Cache {
 }
 
 func TestCacheHitsAfterFirstRead(t *testing.T) {
-	s := openTestStore(t)
-	c := newTestCache(t, s)
-	acc := newTestAccount(t, s, "a", "apps")
-	_, secret := newTestKey(t, s, acc.ID, nil)
-	h := secret
+	forEachStore(t, func(t *testing.T, s Store) {
+		c := newTestCache(t, s)
+		acc := newTestAccount(t, s, "a", "apps")
+		_, secret := newTestKey(t, s, acc.ID, nil)
+		h := secret
 
-	cred, err := c.Verify(context.Background(), h)
-	if err != nil || cred.AccountID != acc.ID {
-		t.Fatalf("Verify = %+v, %v", cred, err)
-	}
-	c.Wait()
-	for range 100 {
-		if _, err := c.Verify(context.Background(), h); err != nil {
-			t.Fatal(err)
+		cred, err := c.Verify(context.Background(), h)
+		if err != nil || cred.AccountID != acc.ID {
+			t.Fatalf("Verify = %+v, %v", cred, err)
 		}
-	}
-	if q := c.Stats().StoreQueries.Load(); q != 1 {
-		t.Fatalf("store queries = %d, want 1", q)
-	}
+		c.Wait()
+		for range 100 {
+			if _, err := c.Verify(context.Background(), h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if q := c.Stats().StoreQueries.Load(); q != 1 {
+			t.Fatalf("store queries = %d, want 1", q)
+		}
+	})
 }
 
 func TestCacheNegativeEntries(t *testing.T) {
-	s := openTestStore(t)
-	c := newTestCache(t, s)
-	unknown := testTokens.Generate()
-	for i := range 50 {
-		if _, err := c.Verify(context.Background(), unknown); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("unknown token: %v", err)
+	forEachStore(t, func(t *testing.T, s Store) {
+		c := newTestCache(t, s)
+		unknown := testTokens.Generate()
+		for i := range 50 {
+			if _, err := c.Verify(context.Background(), unknown); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("unknown token: %v", err)
+			}
+			if i == 0 {
+				c.Wait()
+			}
 		}
-		if i == 0 {
-			c.Wait()
+		if q := c.Stats().StoreQueries.Load(); q != 1 {
+			t.Fatalf("store queries for one unknown token = %d, want 1", q)
 		}
-	}
-	if q := c.Stats().StoreQueries.Load(); q != 1 {
-		t.Fatalf("store queries for one unknown token = %d, want 1", q)
-	}
+	})
 }
 
 // TestCacheNegativeEntryDroppedOnCreate checks that a token created after
 // its hash was remembered as unknown works at once.
 func TestCacheNegativeEntryDroppedOnCreate(t *testing.T) {
-	s := openTestStore(t)
-	c := newTestCache(t, s)
-	acc := newTestAccount(t, s, "a", "apps")
-	secret := testTokens.Generate()
-	if _, err := c.Verify(context.Background(), secret); !errors.Is(err, ErrNotFound) {
-		t.Fatal(err)
-	}
-	c.Wait()
-	k := &Key{AccountID: acc.ID, Name: "k"}
-	if err := s.CreateKey(context.Background(), "test", k, &NewToken{Token: Token{Hint: Hint(secret)}, Hash: HashToken(secret)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Verify(context.Background(), secret); err != nil {
-		t.Fatalf("new token after a negative entry: %v", err)
-	}
+	forEachStore(t, func(t *testing.T, s Store) {
+		c := newTestCache(t, s)
+		acc := newTestAccount(t, s, "a", "apps")
+		secret := testTokens.Generate()
+		if _, err := c.Verify(context.Background(), secret); !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		c.Wait()
+		k := &Key{AccountID: acc.ID, Name: "k"}
+		if err := s.CreateKey(context.Background(), "test", k, &NewToken{Token: Token{Hint: Hint(secret)}, Hash: HashToken(secret)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Verify(context.Background(), secret); err != nil {
+			t.Fatalf("new token after a negative entry: %v", err)
+		}
+	})
 }
 
 // gatedStore holds every LookupToken until the gate opens.
@@ -90,86 +93,88 @@ func (g *gatedStore) LookupToken(ctx context.Context, h Hash) (*Credential, erro
 }
 
 func TestCacheConcurrentMissesMakeOneQuery(t *testing.T) {
-	s := openTestStore(t)
-	acc := newTestAccount(t, s, "a", "apps")
-	_, secret := newTestKey(t, s, acc.ID, nil)
-	gated := &gatedStore{Store: s, gate: make(chan struct{})}
-	c := newTestCache(t, gated)
+	forEachStore(t, func(t *testing.T, s Store) {
+		acc := newTestAccount(t, s, "a", "apps")
+		_, secret := newTestKey(t, s, acc.ID, nil)
+		gated := &gatedStore{Store: s, gate: make(chan struct{})}
+		c := newTestCache(t, gated)
 
-	const n = 64
-	var entered atomic.Int32
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Go(func() {
-			entered.Add(1)
-			_, err := c.Verify(context.Background(), secret)
-			errs <- err
-		})
-	}
-	for entered.Load() < n {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // let the last goroutines reach the shared read
-	close(gated.gate)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
+		const n = 64
+		var entered atomic.Int32
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for range n {
+			wg.Go(func() {
+				entered.Add(1)
+				_, err := c.Verify(context.Background(), secret)
+				errs <- err
+			})
 		}
-	}
-	if q := c.Stats().StoreQueries.Load(); q != 1 {
-		t.Fatalf("%d concurrent misses made %d store queries, want 1", n, q)
-	}
+		for entered.Load() < n {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // let the last goroutines reach the shared read
+		close(gated.gate)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if q := c.Stats().StoreQueries.Load(); q != 1 {
+			t.Fatalf("%d concurrent misses made %d store queries, want 1", n, q)
+		}
+	})
 }
 
 // TestCacheNeverServesRevoked races verifications against key deletions:
 // once DeleteKey has returned, no verification that starts afterwards may
 // succeed, whatever ristretto does with its asynchronous writes.
 func TestCacheNeverServesRevoked(t *testing.T) {
-	s := openTestStore(t)
-	c := newTestCache(t, s)
-	acc := newTestAccount(t, s, "a", "apps")
-	rounds := 100
-	if testing.Short() {
-		rounds = 50
-	}
-	var stale atomic.Int64
-	for range rounds {
-		k, secret := newTestKey(t, s, acc.ID, nil)
-		h := secret
-		var revoked atomic.Bool
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					after := revoked.Load()
-					_, err := c.Verify(context.Background(), h)
-					if after && err == nil {
-						stale.Add(1)
-					}
-				}
-			})
+	forEachStore(t, func(t *testing.T, s Store) {
+		c := newTestCache(t, s)
+		acc := newTestAccount(t, s, "a", "apps")
+		rounds := 100
+		if testing.Short() {
+			rounds = 50
 		}
-		time.Sleep(time.Millisecond)
-		if err := s.DeleteKey(context.Background(), "test", k.ID); err != nil {
-			t.Fatal(err)
+		var stale atomic.Int64
+		for range rounds {
+			k, secret := newTestKey(t, s, acc.ID, nil)
+			h := secret
+			var revoked atomic.Bool
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						after := revoked.Load()
+						_, err := c.Verify(context.Background(), h)
+						if after && err == nil {
+							stale.Add(1)
+						}
+					}
+				})
+			}
+			time.Sleep(time.Millisecond)
+			if err := s.DeleteKey(context.Background(), "test", k.ID); err != nil {
+				t.Fatal(err)
+			}
+			revoked.Store(true)
+			time.Sleep(2 * time.Millisecond)
+			close(stop)
+			wg.Wait()
 		}
-		revoked.Store(true)
-		time.Sleep(2 * time.Millisecond)
-		close(stop)
-		wg.Wait()
-	}
-	if n := stale.Load(); n != 0 {
-		t.Fatalf("%d verifications succeeded after their token's revocation", n)
-	}
+		if n := stale.Load(); n != 0 {
+			t.Fatalf("%d verifications succeeded after their token's revocation", n)
+		}
+	})
 }
 
 // downStore fails every lookup as an unreachable database would.
@@ -180,12 +185,13 @@ func (downStore) LookupToken(context.Context, Hash) (*Credential, error) {
 }
 
 func TestCacheStoreDown(t *testing.T) {
-	s := openTestStore(t)
-	c := newTestCache(t, downStore{s})
-	_, err := c.Verify(context.Background(), testTokens.Generate())
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("store down: %v, want ErrUnavailable", err)
-	}
+	forEachStore(t, func(t *testing.T, s Store) {
+		c := newTestCache(t, downStore{s})
+		_, err := c.Verify(context.Background(), testTokens.Generate())
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("store down: %v, want ErrUnavailable", err)
+		}
+	})
 }
 
 func BenchmarkCacheHit(b *testing.B) {

@@ -14,18 +14,6 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// openTestStore opens a Postgres store on a fresh schema.
-func openTestStore(t testing.TB) *Postgres {
-	t.Helper()
-	dsn := pgtest.DSN(t)
-	s, err := OpenPostgres(context.Background(), dsn, pgtest.Schema(t, dsn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
 var testTokens, _ = NewTokenFormat("sk")
 
 // newTestKey creates a key with one token on account and returns the
@@ -100,163 +88,167 @@ func TestOpenPostgresErrors(t *testing.T) {
 }
 
 func TestAccounts(t *testing.T) {
-	s := openTestStore(t)
-	ctx := context.Background()
-	a := newTestAccount(t, s, "ci-bot", "apps", "runs:read")
-	if a.ID == "" || a.CreatedAt.IsZero() {
-		t.Fatalf("account not filled: %+v", a)
-	}
-	if err := s.CreateAccount(ctx, "test", &Account{Name: "ci-bot", Kind: KindUser}); !errors.Is(err, ErrConflict) {
-		t.Fatalf("duplicate name: %v, want ErrConflict", err)
-	}
-	for _, ref := range []string{a.ID, "ci-bot"} {
-		got, err := s.GetAccount(ctx, ref)
-		if err != nil || got.ID != a.ID || !slices.Equal(got.Scopes, []string{"apps", "runs:read"}) {
-			t.Fatalf("GetAccount(%q) = %+v, %v", ref, got, err)
+	forEachStore(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		a := newTestAccount(t, s, "ci-bot", "apps", "runs:read")
+		if a.ID == "" || a.CreatedAt.IsZero() {
+			t.Fatalf("account not filled: %+v", a)
 		}
-	}
-	if _, err := s.GetAccount(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown account: %v", err)
-	}
-	disabled := true
-	team := "platform"
-	got, err := s.UpdateAccount(ctx, "test", a.ID, AccountPatch{Disabled: &disabled, Team: &team})
-	if err != nil || !got.Disabled || got.Team != "platform" || got.Name != "ci-bot" {
-		t.Fatalf("UpdateAccount = %+v, %v", got, err)
-	}
-	if _, err := s.UpdateAccount(ctx, "test", "acc_missing", AccountPatch{Team: &team}); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("update unknown: %v", err)
-	}
+		if err := s.CreateAccount(ctx, "test", &Account{Name: "ci-bot", Kind: KindUser}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("duplicate name: %v, want ErrConflict", err)
+		}
+		for _, ref := range []string{a.ID, "ci-bot"} {
+			got, err := s.GetAccount(ctx, ref)
+			if err != nil || got.ID != a.ID || !slices.Equal(got.Scopes, []string{"apps", "runs:read"}) {
+				t.Fatalf("GetAccount(%q) = %+v, %v", ref, got, err)
+			}
+		}
+		if _, err := s.GetAccount(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown account: %v", err)
+		}
+		disabled := true
+		team := "platform"
+		got, err := s.UpdateAccount(ctx, "test", a.ID, AccountPatch{Disabled: &disabled, Team: &team})
+		if err != nil || !got.Disabled || got.Team != "platform" || got.Name != "ci-bot" {
+			t.Fatalf("UpdateAccount = %+v, %v", got, err)
+		}
+		if _, err := s.UpdateAccount(ctx, "test", "acc_missing", AccountPatch{Team: &team}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("update unknown: %v", err)
+		}
+	})
 }
 
 func TestListAccountsPages(t *testing.T) {
-	s := openTestStore(t)
-	var ids []string
-	for _, name := range []string{"a", "b", "c", "d", "e"} {
-		ids = append(ids, newTestAccount(t, s, name).ID)
-	}
-	var seen []string
-	after := ""
-	for pages := 0; ; pages++ {
-		page, next, err := s.ListAccounts(context.Background(), ListOptions{Limit: 2, After: after})
-		if err != nil {
-			t.Fatal(err)
+	forEachStore(t, func(t *testing.T, s Store) {
+		var ids []string
+		for _, name := range []string{"a", "b", "c", "d", "e"} {
+			ids = append(ids, newTestAccount(t, s, name).ID)
 		}
-		for _, a := range page {
-			seen = append(seen, a.ID)
-		}
-		if next == "" {
-			if pages != 2 {
-				t.Fatalf("%d pages, want 3", pages+1)
+		var seen []string
+		after := ""
+		for pages := 0; ; pages++ {
+			page, next, err := s.ListAccounts(context.Background(), ListOptions{Limit: 2, After: after})
+			if err != nil {
+				t.Fatal(err)
 			}
-			break
+			for _, a := range page {
+				seen = append(seen, a.ID)
+			}
+			if next == "" {
+				if pages != 2 {
+					t.Fatalf("%d pages, want 3", pages+1)
+				}
+				break
+			}
+			after = next
 		}
-		after = next
-	}
-	if !slices.Equal(seen, ids) {
-		t.Fatalf("listed %v, want %v in creation order", seen, ids)
-	}
+		if !slices.Equal(seen, ids) {
+			t.Fatalf("listed %v, want %v in creation order", seen, ids)
+		}
+	})
 }
 
 func TestKeysAndLookup(t *testing.T) {
-	s := openTestStore(t)
-	ctx := context.Background()
-	acc := newTestAccount(t, s, "tower", "apps:read", "runs")
-	inherit, secret1 := newTestKey(t, s, acc.ID, nil)
-	narrow, secret2 := newTestKey(t, s, acc.ID, []string{"apps", "secrets"})
+	forEachStore(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		acc := newTestAccount(t, s, "tower", "apps:read", "runs")
+		inherit, secret1 := newTestKey(t, s, acc.ID, nil)
+		narrow, secret2 := newTestKey(t, s, acc.ID, []string{"apps", "secrets"})
 
-	if !slices.Equal(inherit.EffectiveScopes, []string{"apps:read", "runs"}) {
-		t.Errorf("inheriting key effective scopes = %v", inherit.EffectiveScopes)
-	}
-	if !slices.Equal(narrow.EffectiveScopes, []string{"apps:read"}) {
-		t.Errorf("narrowed key effective scopes = %v", narrow.EffectiveScopes)
-	}
+		if !slices.Equal(inherit.EffectiveScopes, []string{"apps:read", "runs"}) {
+			t.Errorf("inheriting key effective scopes = %v", inherit.EffectiveScopes)
+		}
+		if !slices.Equal(narrow.EffectiveScopes, []string{"apps:read"}) {
+			t.Errorf("narrowed key effective scopes = %v", narrow.EffectiveScopes)
+		}
 
-	cred, err := s.LookupToken(ctx, HashToken(secret2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cred.KeyID != narrow.ID || cred.AccountID != acc.ID || cred.AccountName != "tower" ||
-		cred.TokenID != narrow.Tokens[0].ID || !slices.Equal(cred.Scopes, []string{"apps:read"}) || cred.JoinedScopes != "apps:read" {
-		t.Fatalf("credential = %+v", cred)
-	}
+		cred, err := s.LookupToken(ctx, HashToken(secret2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cred.KeyID != narrow.ID || cred.AccountID != acc.ID || cred.AccountName != "tower" ||
+			cred.TokenID != narrow.Tokens[0].ID || !slices.Equal(cred.Scopes, []string{"apps:read"}) || cred.JoinedScopes != "apps:read" {
+			t.Fatalf("credential = %+v", cred)
+		}
 
-	// Reducing the account reduces its keys, live.
-	reduced := []string{"runs"}
-	if _, err := s.UpdateAccount(ctx, "test", acc.ID, AccountPatch{Scopes: &reduced}); err != nil {
-		t.Fatal(err)
-	}
-	if cred, _ := s.LookupToken(ctx, HashToken(secret2)); len(cred.Scopes) != 0 {
-		t.Errorf("after account reduction, narrowed key holds %v", cred.Scopes)
-	}
-	if cred, _ := s.LookupToken(ctx, HashToken(secret1)); !slices.Equal(cred.Scopes, []string{"runs"}) {
-		t.Errorf("after account reduction, inheriting key holds %v", cred.Scopes)
-	}
+		// Reducing the account reduces its keys, live.
+		reduced := []string{"runs"}
+		if _, err := s.UpdateAccount(ctx, "test", acc.ID, AccountPatch{Scopes: &reduced}); err != nil {
+			t.Fatal(err)
+		}
+		if cred, _ := s.LookupToken(ctx, HashToken(secret2)); len(cred.Scopes) != 0 {
+			t.Errorf("after account reduction, narrowed key holds %v", cred.Scopes)
+		}
+		if cred, _ := s.LookupToken(ctx, HashToken(secret1)); !slices.Equal(cred.Scopes, []string{"runs"}) {
+			t.Errorf("after account reduction, inheriting key holds %v", cred.Scopes)
+		}
 
-	got, err := s.GetKey(ctx, inherit.ID)
-	if err != nil || len(got.Tokens) != 1 || got.Tokens[0].Hint != Hint(secret1) || got.Scopes != nil {
-		t.Fatalf("GetKey = %+v, %v", got, err)
-	}
+		got, err := s.GetKey(ctx, inherit.ID)
+		if err != nil || len(got.Tokens) != 1 || got.Tokens[0].Hint != Hint(secret1) || got.Scopes != nil {
+			t.Fatalf("GetKey = %+v, %v", got, err)
+		}
 
-	if err := s.CreateKey(ctx, "test", &Key{AccountID: "acc_missing", Name: "x"},
-		&NewToken{Token: Token{Hint: "x"}, Hash: HashToken("x")}); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("key on unknown account: %v", err)
-	}
+		if err := s.CreateKey(ctx, "test", &Key{AccountID: "acc_missing", Name: "x"},
+			&NewToken{Token: Token{Hint: "x"}, Hash: HashToken("x")}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("key on unknown account: %v", err)
+		}
 
-	if err := s.DeleteKey(ctx, "test", inherit.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.LookupToken(ctx, HashToken(secret1)); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("token of deleted key: %v", err)
-	}
-	if err := s.DeleteKey(ctx, "test", inherit.ID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("second delete: %v", err)
-	}
-	if _, err := s.GetKey(ctx, inherit.ID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("deleted key: %v", err)
-	}
+		if err := s.DeleteKey(ctx, "test", inherit.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.LookupToken(ctx, HashToken(secret1)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("token of deleted key: %v", err)
+		}
+		if err := s.DeleteKey(ctx, "test", inherit.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("second delete: %v", err)
+		}
+		if _, err := s.GetKey(ctx, inherit.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted key: %v", err)
+		}
 
-	disabled := true
-	if _, err := s.UpdateAccount(ctx, "test", acc.ID, AccountPatch{Disabled: &disabled}); err != nil {
-		t.Fatal(err)
-	}
-	if cred, err := s.LookupToken(ctx, HashToken(secret2)); err != nil || !cred.Disabled {
-		t.Fatalf("disabled account credential = %+v, %v", cred, err)
-	}
+		disabled := true
+		if _, err := s.UpdateAccount(ctx, "test", acc.ID, AccountPatch{Disabled: &disabled}); err != nil {
+			t.Fatal(err)
+		}
+		if cred, err := s.LookupToken(ctx, HashToken(secret2)); err != nil || !cred.Disabled {
+			t.Fatalf("disabled account credential = %+v, %v", cred, err)
+		}
+	})
 }
 
 func TestListKeysFilters(t *testing.T) {
-	s := openTestStore(t)
-	ctx := context.Background()
-	a := newTestAccount(t, s, "a", "*")
-	b := newTestAccount(t, s, "b", "*")
-	tagged := &Key{AccountID: a.ID, Name: "tagged", Tags: map[string]string{"env": "prod", "team": "x"}}
-	if err := s.CreateKey(ctx, "test", tagged, &NewToken{Token: Token{Hint: "h"}, Hash: HashToken("t1")}); err != nil {
-		t.Fatal(err)
-	}
-	newTestKey(t, s, a.ID, nil)
-	newTestKey(t, s, b.ID, nil)
+	forEachStore(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		a := newTestAccount(t, s, "a", "*")
+		b := newTestAccount(t, s, "b", "*")
+		tagged := &Key{AccountID: a.ID, Name: "tagged", Tags: map[string]string{"env": "prod", "team": "x"}}
+		if err := s.CreateKey(ctx, "test", tagged, &NewToken{Token: Token{Hint: "h"}, Hash: HashToken("t1")}); err != nil {
+			t.Fatal(err)
+		}
+		newTestKey(t, s, a.ID, nil)
+		newTestKey(t, s, b.ID, nil)
 
-	keys, _, err := s.ListKeys(ctx, KeyFilter{AccountID: a.ID})
-	if err != nil || len(keys) != 2 {
-		t.Fatalf("account filter: %d keys, %v", len(keys), err)
-	}
-	keys, _, err = s.ListKeys(ctx, KeyFilter{Tags: map[string]string{"env": "prod"}})
-	if err != nil || len(keys) != 1 || keys[0].ID != tagged.ID || len(keys[0].Tokens) != 1 {
-		t.Fatalf("tag filter: %+v, %v", keys, err)
-	}
-	keys, _, err = s.ListKeys(ctx, KeyFilter{Tags: map[string]string{"env": "dev"}})
-	if err != nil || len(keys) != 0 {
-		t.Fatalf("tag filter without match: %d keys, %v", len(keys), err)
-	}
-	keys, next, err := s.ListKeys(ctx, KeyFilter{ListOptions: ListOptions{Limit: 2}})
-	if err != nil || len(keys) != 2 || next == "" {
-		t.Fatalf("first page: %d keys, next %q, %v", len(keys), next, err)
-	}
-	rest, next2, err := s.ListKeys(ctx, KeyFilter{ListOptions: ListOptions{Limit: 2, After: next}})
-	if err != nil || len(rest) != 1 || next2 != "" || rest[0].ID <= keys[1].ID {
-		t.Fatalf("last page: %+v, next %q, %v", rest, next2, err)
-	}
+		keys, _, err := s.ListKeys(ctx, KeyFilter{AccountID: a.ID})
+		if err != nil || len(keys) != 2 {
+			t.Fatalf("account filter: %d keys, %v", len(keys), err)
+		}
+		keys, _, err = s.ListKeys(ctx, KeyFilter{Tags: map[string]string{"env": "prod"}})
+		if err != nil || len(keys) != 1 || keys[0].ID != tagged.ID || len(keys[0].Tokens) != 1 {
+			t.Fatalf("tag filter: %+v, %v", keys, err)
+		}
+		keys, _, err = s.ListKeys(ctx, KeyFilter{Tags: map[string]string{"env": "dev"}})
+		if err != nil || len(keys) != 0 {
+			t.Fatalf("tag filter without match: %d keys, %v", len(keys), err)
+		}
+		keys, next, err := s.ListKeys(ctx, KeyFilter{ListOptions: ListOptions{Limit: 2}})
+		if err != nil || len(keys) != 2 || next == "" {
+			t.Fatalf("first page: %d keys, next %q, %v", len(keys), next, err)
+		}
+		rest, next2, err := s.ListKeys(ctx, KeyFilter{ListOptions: ListOptions{Limit: 2, After: next}})
+		if err != nil || len(rest) != 1 || next2 != "" || rest[0].ID <= keys[1].ID {
+			t.Fatalf("last page: %+v, next %q, %v", rest, next2, err)
+		}
+	})
 }
 
 func TestTokenStatus(t *testing.T) {
@@ -279,16 +271,13 @@ func TestTokenStatus(t *testing.T) {
 	}
 }
 
-// TestStoreKeepsNoSecret checks that no token value reaches the database.
+// TestStoreKeepsNoSecret checks that no token value reaches the store.
 func TestStoreKeepsNoSecret(t *testing.T) {
-	s := openTestStore(t)
-	acc := newTestAccount(t, s, "x", "*")
-	_, secret := newTestKey(t, s, acc.ID, nil)
-	var n int
-	err := s.pool.QueryRow(context.Background(), `SELECT count(*) FROM tokens t, keys k, audit_events e
-		WHERE t.hint LIKE '%' || $1 || '%' OR k.description LIKE '%' || $1 || '%' OR e.details::text LIKE '%' || $1 || '%'`,
-		secret[6:len(secret)-4]).Scan(&n)
-	if err != nil || n != 0 {
-		t.Fatalf("rows holding the secret: %d, %v", n, err)
-	}
+	forEachStore(t, func(t *testing.T, s Store) {
+		acc := newTestAccount(t, s, "x", "*")
+		_, secret := newTestKey(t, s, acc.ID, nil)
+		if storeHolds(t, s, secret[6:len(secret)-4]) {
+			t.Fatal("the store holds a token value")
+		}
+	})
 }
