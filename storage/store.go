@@ -30,28 +30,28 @@ const (
 
 // Account is who keys belong to.
 type Account struct {
-	ID        string
-	Name      string
-	Kind      string
-	Team      string
-	Scopes    []string
-	Disabled  bool
-	CreatedAt time.Time
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	Team      string    `json:"team"`
+	Scopes    []string  `json:"scopes"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Key is a named grant under one account. Scopes is nil when the key
 // inherits its account's scopes; EffectiveScopes is what the key holds now.
 type Key struct {
-	ID              string
-	AccountID       string
-	Name            string
-	Description     string
-	Tags            map[string]string
-	Scopes          []string
-	EffectiveScopes []string
-	CreatedAt       time.Time
-	CreatedBy       string
-	Tokens          []Token
+	ID              string            `json:"id"`
+	AccountID       string            `json:"account"`
+	Name            string            `json:"name"`
+	Description     string            `json:"description"`
+	Tags            map[string]string `json:"tags"`
+	Scopes          []string          `json:"scopes"`
+	EffectiveScopes []string          `json:"-"`
+	CreatedAt       time.Time         `json:"created_at"`
+	CreatedBy       string            `json:"created_by"`
+	Tokens          []Token           `json:"-"`
 }
 
 // Token status values.
@@ -65,17 +65,17 @@ const (
 // A token superseded by a rotation has RotatedAt set (and RotatedTo, while
 // its successor exists) and stops at ExpiresAt.
 type Token struct {
-	ID          string
-	KeyID       string
-	Name        string
-	Description string
-	Tags        map[string]string
-	Hint        string
-	ExpiresAt   *time.Time
-	CreatedAt   time.Time
-	LastUsedAt  *time.Time
-	RotatedTo   string
-	RotatedAt   *time.Time
+	ID          string            `json:"id"`
+	KeyID       string            `json:"key"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Tags        map[string]string `json:"tags"`
+	Hint        string            `json:"hint"`
+	ExpiresAt   *time.Time        `json:"expires_at"`
+	CreatedAt   time.Time         `json:"created_at"`
+	LastUsedAt  *time.Time        `json:"last_used_at"`
+	RotatedTo   string            `json:"rotated_to,omitempty"`
+	RotatedAt   *time.Time        `json:"rotated_at,omitempty"`
 }
 
 // Status returns the token's status at now.
@@ -245,6 +245,14 @@ type Store interface {
 	// RecordUse sets the last_used_at of tokens (never backwards), in one
 	// statement, without an audit event or change notice.
 	RecordUse(ctx context.Context, uses map[string]time.Time) error
+
+	// Export calls emit with every account, then every key, then every
+	// token (with its hash, newest first, so a rotation's successor comes
+	// before the token it replaces), in one consistent snapshot.
+	Export(ctx context.Context, emit func(ExportRecord) error) error
+	// Import writes one exported record, replacing a record with its id:
+	// importing the same export twice leaves the same state.
+	Import(ctx context.Context, actor string, rec ExportRecord) error
 
 	// ListAudit returns a page of audit events, newest first.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, string, error)
