@@ -63,7 +63,7 @@ func TestAdaptGolden(t *testing.T) {
 // placeholders in the adapted JSON: `caddy adapt` never writes a secret.
 func TestAdaptKeepsSecretsOut(t *testing.T) {
 	t.Setenv("DATABASE_URL", "postgres://u:hunter2@db/x")
-	src, err := os.ReadFile("../Caddyfile.example")
+	src, err := os.ReadFile("testdata/design_example.caddyfile")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -47,8 +48,11 @@ type App struct {
 
 // StorageConfig selects the key store.
 type StorageConfig struct {
-	// Type is "postgres". (The embedded "file" store is not built yet.)
+	// Type is "postgres" or "file" (the default).
 	Type string `json:"type"`
+	// Path is the file store's file. Default: keygate/keys.db in Caddy's
+	// data directory.
+	Path string `json:"path,omitempty"`
 	// DSN is the PostgreSQL connection string. Use a runtime placeholder
 	// such as {env.DATABASE_URL} so the secret stays out of the JSON.
 	DSN string `json:"dsn,omitempty"`
@@ -93,8 +97,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.tokens = tokens
 	if a.Storage == nil {
-		return errors.New("storage: none configured; the embedded file store is not available yet, " +
-			"set `storage postgres {env.DATABASE_URL}` in the apikeys global option")
+		a.Storage = &StorageConfig{Type: "file"}
+	}
+	if a.Storage.Type == "file" && a.Storage.Path == "" {
+		a.Storage.Path = DefaultFilePath()
 	}
 	if a.Cache == nil {
 		a.Cache = new(CacheConfig)
@@ -105,6 +111,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		storageType: a.Storage.Type,
 		dsn:         repl.ReplaceKnown(a.Storage.DSN, ""),
 		schema:      a.Storage.Schema,
+		path:        repl.ReplaceKnown(a.Storage.Path, ""),
 		cache: storage.CacheConfig{
 			MaxEntries:  a.Cache.MaxEntries,
 			TTL:         time.Duration(a.Cache.TTL),
@@ -141,9 +148,11 @@ func (a *App) Validate() error {
 			return fmt.Errorf("storage postgres: %w", err)
 		}
 	case "file":
-		return errors.New("storage file: the embedded file store is not available yet; use storage postgres")
+		if a.backend.settings.path == "" {
+			return fmt.Errorf("storage file: the path %q is empty once placeholders are replaced", a.Storage.Path)
+		}
 	default:
-		return fmt.Errorf("storage: unknown type %q (want postgres)", a.Storage.Type)
+		return fmt.Errorf("storage: unknown type %q (want postgres or file)", a.Storage.Type)
 	}
 	if a.Cache.MaxEntries < 0 || a.Cache.TTL < 0 || a.Cache.NegativeTTL < 0 {
 		return errors.New("cache: max_entries, ttl and negative_ttl must not be negative")
@@ -202,11 +211,12 @@ type backendSettings struct {
 	storageType string
 	dsn         string
 	schema      string
+	path        string
 	cache       storage.CacheConfig
 }
 
 func (s backendSettings) key() string {
-	return s.tokens.Prefix() + "\x00" + s.storageType + "\x00" + s.dsn + "\x00" + s.schema + "\x00" +
+	return s.tokens.Prefix() + "\x00" + s.storageType + "\x00" + s.dsn + "\x00" + s.schema + "\x00" + s.path + "\x00" +
 		strconv.FormatInt(s.cache.MaxEntries, 10) + "\x00" + s.cache.TTL.String() + "\x00" + s.cache.NegativeTTL.String()
 }
 
@@ -235,11 +245,9 @@ func (b *backend) open(logger *zap.Logger) error {
 	if b.live.Load() != nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := storage.OpenPostgres(ctx, b.settings.dsn, b.settings.schema)
+	st, err := b.openStore()
 	if err != nil {
-		return fmt.Errorf("opening key store: %w", err)
+		return err
 	}
 	cfg := b.settings.cache
 	cfg.Decorate = decorateCredential
@@ -253,6 +261,40 @@ func (b *backend) open(logger *zap.Logger) error {
 	ob := &openBackend{store: st, cache: cache, api: admin.New(st, b.settings.tokens, logger.Named("admin"))}
 	listenCtx, stop := context.WithCancel(context.Background())
 	ob.stopListener = stop
+	if pg, ok := st.(*storage.Postgres); ok {
+		// Other nodes share a PostgreSQL store: follow their changes.
+		listen(listenCtx, &ob.listening, pg, cache, logger)
+	}
+	b.live.Store(ob)
+	where := zap.String("schema", b.settings.schema)
+	if b.settings.storageType == "file" {
+		where = zap.String("path", b.settings.path)
+	}
+	logger.Info("key store open", zap.String("storage", b.settings.storageType), where)
+	return nil
+}
+
+// openStore opens the configured store.
+func (b *backend) openStore() (storage.Store, error) {
+	if b.settings.storageType == "file" {
+		st, err := storage.OpenFile(b.settings.path)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := storage.OpenPostgres(ctx, b.settings.dsn, b.settings.schema)
+	if err != nil {
+		return nil, fmt.Errorf("opening key store: %w", err)
+	}
+	return st, nil
+}
+
+// listen starts the change listener of a PostgreSQL store and waits, at
+// most a few seconds, until it is connected.
+func listen(ctx context.Context, listening *sync.WaitGroup, pg *storage.Postgres, cache *storage.Cache, logger *zap.Logger) {
 	connected := make(chan struct{})
 	hooks := listenHooks(cache, logger.Named("listener"))
 	onConnect := hooks.Connected
@@ -261,7 +303,7 @@ func (b *backend) open(logger *zap.Logger) error {
 		onConnect()
 		once.Do(func() { close(connected) })
 	}
-	ob.listening.Go(func() { st.Listen(listenCtx, hooks) })
+	listening.Go(func() { pg.Listen(ctx, hooks) })
 	// Serve once change notices flow, so nothing cached can miss one; a
 	// listener that cannot connect yet catches up when it does (it
 	// forgets the whole cache then).
@@ -270,9 +312,12 @@ func (b *backend) open(logger *zap.Logger) error {
 	case <-time.After(5 * time.Second):
 		logger.Warn("change listener not connected yet; serving anyway")
 	}
-	b.live.Store(ob)
-	logger.Info("key store open", zap.String("storage", b.settings.storageType), zap.String("schema", b.settings.schema))
-	return nil
+}
+
+// DefaultFilePath is where the file store lives when no path is given:
+// keygate/keys.db in Caddy's data directory.
+func DefaultFilePath() string {
+	return filepath.Join(caddy.AppDataDir(), "keygate", "keys.db")
 }
 
 // listenHooks apply other nodes' change notices to cache.
@@ -380,9 +425,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					}
 				}
 			case "file":
-				return d.Err("storage file: the embedded file store is not available yet; use storage postgres")
+				if !d.NextArg() {
+					return d.Err("storage file: expected a path")
+				}
+				a.Storage.Path = d.Val()
+				if d.NextArg() {
+					return d.ArgErr()
+				}
 			default:
-				return d.Errf("storage: unknown type %q (want postgres)", a.Storage.Type)
+				return d.Errf("storage: unknown type %q (want postgres or file)", a.Storage.Type)
 			}
 		case "key_prefix":
 			if !d.NextArg() {

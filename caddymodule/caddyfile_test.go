@@ -169,6 +169,8 @@ func TestAppCaddyfileErrors(t *testing.T) {
 		{"unknown option", "apikeys {\n bogus\n}", `unknown option "bogus"`},
 		{"storage no type", "apikeys {\n storage\n}", "expected a type"},
 		{"storage bad type", "apikeys {\n storage redis x\n}", `unknown type "redis"`},
+		{"storage file no path", "apikeys {\n storage file\n}", "expected a path"},
+		{"storage file extra", "apikeys {\n storage file a b\n}", "wrong argument count"},
 		{"storage no dsn", "apikeys {\n storage postgres\n}", "expected a connection string"},
 		{"storage extra", "apikeys {\n storage postgres a b\n}", "wrong argument count"},
 		{"storage twice", "apikeys {\n storage postgres a\n storage postgres b\n}", "already set"},

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -152,7 +153,31 @@ keep it out of the process list and shell history.`,
 		RunE: runAPIKey(cmdRevoke),
 	}
 
-	cmd.AddCommand(account, create, list, rotate, revoke)
+	export := &cobra.Command{
+		Use:   "export [--output <file>]",
+		Short: "Writes every account, key and token hash as JSON Lines",
+		Long: `
+Writes every account, key and token of the running Caddy's key store as JSON
+Lines, to standard output or --output. Tokens are exported as their SHA-256
+hashes (their values are never stored), so that "caddy apikey import" on
+another store keeps them working: treat the file as sensitive.`,
+		Args: noArgs,
+		RunE: runAPIKey(cmdExport),
+	}
+	export.Flags().StringP("output", "o", "", "File to write (default: standard output)")
+
+	importCmd := &cobra.Command{
+		Use:   "import <file | ->",
+		Short: "Loads an export into the running Caddy's key store",
+		Long: `
+Loads the JSON Lines written by "caddy apikey export" into the key store of
+the running Caddy, record by record. Importing the same file twice changes
+nothing; existing records with the same ids are replaced.`,
+		Args: oneArg("a file (or - for standard input)"),
+		RunE: runAPIKey(cmdImport),
+	}
+
+	cmd.AddCommand(account, create, list, rotate, revoke, export, importCmd)
 }
 
 // groupRunE serves commands that only group subcommands: alone they print
@@ -849,4 +874,58 @@ func printSecret(w io.Writer, secret string) error {
 // oneLine folds a message onto one line.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+func cmdExport(c *apikeyCLI, _ []string) error {
+	out := c.cmd.OutOrStdout()
+	if path, _ := c.cmd.Flags().GetString("output"); path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("creating the export file: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	resp, err := caddycmd.AdminAPIRequest(c.addr, http.MethodGet, adminAPIPrefix+"/export", nil, nil)
+	if err != nil {
+		return adminRequestError(c.addr, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		return fmt.Errorf("writing the export (it is incomplete): %w", err)
+	}
+	return nil
+}
+
+func cmdImport(c *apikeyCLI, args []string) error {
+	in := c.cmd.InOrStdin()
+	if args[0] != "-" {
+		f, err := os.Open(args[0])
+		if err != nil {
+			return fmt.Errorf("opening the export: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	resp, err := caddycmd.AdminAPIRequest(c.addr, http.MethodPost, adminAPIPrefix+"/import",
+		http.Header{"Content-Type": {"application/jsonl"}}, in)
+	if err != nil {
+		return adminRequestError(c.addr, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	if err != nil {
+		return fmt.Errorf("reading the answer of the admin endpoint at %s: %w", c.addr, err)
+	}
+	if c.json {
+		return c.printJSON(raw)
+	}
+	var answer struct {
+		Imported int `json:"imported"`
+	}
+	if err := decodeAnswer(raw, &answer); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.cmd.OutOrStdout(), "imported %d records\n", answer.Imported)
+	return err
 }

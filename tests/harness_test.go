@@ -69,6 +69,8 @@ type gateway struct {
 	AccessLog string // path of the JSON access log
 	output    *lockedBuffer
 	done      chan struct{}
+
+	cleanupSet bool
 }
 
 // lockedBuffer collects a process's output safely.
@@ -149,24 +151,40 @@ func startGateway(t testing.TB, cfg gatewayConfig) *gateway {
 		t.Fatal(err)
 	}
 
+	g.launch(path, "KEYGATE_E2E_DSN="+cfg.DSN)
+	return g
+}
+
+// launch runs Caddy on the Caddyfile at path, with extra environment, and
+// waits until its admin endpoint and site port answer. HOME and the XDG
+// directories are the gateway's dir, so Caddy's data directory (and the
+// default file store) live there across restarts.
+func (g *gateway) launch(path string, env ...string) {
+	t := g.t
+	t.Helper()
+	g.done = make(chan struct{})
 	g.cmd = exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
-	g.cmd.Env = append(os.Environ(),
-		"KEYGATE_E2E_DSN="+cfg.DSN,
-		"HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	g.cmd.Env = append(append(os.Environ(),
+		"HOME="+g.dir, "XDG_DATA_HOME="+filepath.Join(g.dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(g.dir, "config")), env...)
 	g.cmd.Stdout, g.cmd.Stderr = g.output, g.output
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := g.done
+	cmd := g.cmd
 	go func() {
-		_ = g.cmd.Wait()
-		close(g.done)
+		_ = cmd.Wait()
+		close(done)
 	}()
-	t.Cleanup(g.stop)
+	if !g.cleanupSet {
+		t.Cleanup(g.stop)
+		g.cleanupSet = true
+	}
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
-		case <-g.done:
+		case <-done:
 			t.Fatalf("caddy exited during start:\n%s", g.output.String())
 		default:
 		}
@@ -175,7 +193,7 @@ func startGateway(t testing.TB, cfg gatewayConfig) *gateway {
 			resp.Body.Close()
 			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.HTTPPort)); err == nil {
 				c.Close()
-				return g
+				return
 			}
 		}
 		if time.Now().After(deadline) {
@@ -185,10 +203,21 @@ func startGateway(t testing.TB, cfg gatewayConfig) *gateway {
 	}
 }
 
+// kill ends the process at once (SIGKILL), as a crash would.
+func (g *gateway) kill() {
+	_ = g.cmd.Process.Kill()
+	<-g.done
+}
+
 // stop ends the process gracefully.
 func (g *gateway) stop() {
-	if g.cmd.Process == nil {
+	if g.cmd == nil || g.cmd.Process == nil {
 		return
+	}
+	select {
+	case <-g.done:
+		return // already ended
+	default:
 	}
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)
 	select {

@@ -1,0 +1,92 @@
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/keygate/keygate/storage"
+)
+
+// maxImportLine bounds one line of an import.
+const maxImportLine = 1 << 20
+
+// ServeExport streams every account, key and token hash of the store as
+// JSON Lines. It is for the trusted admin endpoint only: the export holds
+// token hashes, which let another store verify the same tokens.
+func (h *Handler) ServeExport(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/jsonl")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	started := false
+	err := h.store.Export(r.Context(), func(rec storage.ExportRecord) error {
+		started = true
+		return enc.Encode(rec)
+	})
+	if err != nil && !started {
+		h.fail(w, r, err)
+		return
+	}
+	if err != nil {
+		// Headers are gone: cut the stream so the client sees it failed.
+		h.logger.Sugar().Errorf("export failed midway: %v", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// ServeImport reads JSON Lines as ServeExport writes them and imports every
+// record, in order; importing the same export twice changes nothing. It
+// answers {"imported": n}, or the error of the first bad line (with
+// "line"), after which nothing more is imported. For the trusted admin
+// endpoint only.
+func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
+	sc := bufio.NewScanner(r.Body)
+	sc.Buffer(make([]byte, 64<<10), maxImportLine)
+	n, line := 0, 0
+	for sc.Scan() {
+		line++
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var rec storage.ExportRecord
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&rec)
+		if err == nil {
+			err = h.store.Import(r.Context(), Trusted.Actor, rec)
+		}
+		if err != nil {
+			h.failLine(w, r, line, n, err)
+			return
+		}
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		h.failLine(w, r, line+1, n, errInvalid("", "reading the import: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"imported": n})
+}
+
+// failLine answers an import error, naming the line and how many records
+// were imported before it.
+func (h *Handler) failLine(w http.ResponseWriter, r *http.Request, line, imported int, err error) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, storage.ErrInvalid), errors.As(err, new(*json.SyntaxError)), errors.As(err, new(*json.UnmarshalTypeError)):
+		ae = errInvalid("", "line %d: %v", line, err)
+	default:
+		h.fail(w, r, fmt.Errorf("line %d: %w", line, err))
+		return
+	}
+	if ae.extra == nil {
+		ae.extra = map[string]any{}
+	}
+	ae.extra["line"] = line
+	ae.extra["imported"] = imported
+	writeError(w, ae)
+}
