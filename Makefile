@@ -6,7 +6,7 @@ test:
 	go test ./...
 
 demo:
-	go run ./internal/demo
+	go run ./cmd/caddy run --config Caddyfile.example
 
 ci:
 	.ci/run
