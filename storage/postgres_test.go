@@ -115,6 +115,21 @@ func TestAccounts(t *testing.T) {
 		if _, err := s.UpdateAccount(ctx, "test", "acc_missing", AccountPatch{Team: &team}); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("update unknown: %v", err)
 		}
+		other := newTestAccount(t, s, "other")
+		taken := "ci-bot"
+		if _, err := s.UpdateAccount(ctx, "test", other.ID, AccountPatch{Name: &taken}); !errors.Is(err, ErrConflict) {
+			t.Fatalf("rename to a taken name: %v, want ErrConflict", err)
+		}
+		renamed := "renamed"
+		if got, err := s.UpdateAccount(ctx, "test", other.ID, AccountPatch{Name: &renamed}); err != nil || got.Name != renamed {
+			t.Fatalf("rename: %+v, %v", got, err)
+		}
+		if got, err := s.GetAccount(ctx, renamed); err != nil || got.ID != other.ID {
+			t.Fatalf("by new name: %+v, %v", got, err)
+		}
+		if _, err := s.GetAccount(ctx, "other"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("by old name: %v, want ErrNotFound", err)
+		}
 	})
 }
 
