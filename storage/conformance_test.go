@@ -98,7 +98,7 @@ func orphanTokens(t testing.TB, s Store) int {
 		err := st.db.View(func(tx *bolt.Tx) error {
 			keys := tx.Bucket(bucketKeys)
 			if err := tx.Bucket(bucketTokens).ForEach(func(_, v []byte) error {
-				var rec tokenRecord
+				var rec TokenRecord
 				if err := json.Unmarshal(v, &rec); err != nil {
 					return err
 				}

@@ -156,12 +156,12 @@ func (s *Postgres) Import(ctx context.Context, actor string, rec ExportRecord) e
 func (s *File) Export(_ context.Context, emit func(ExportRecord) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketAccounts).ForEach(func(_, v []byte) error {
-			var a accountRecord
+			var a Account
 			if err := json.Unmarshal(v, &a); err != nil {
 				return err
 			}
-			acc := a.account()
-			return emit(ExportRecord{Type: RecordAccount, Account: &acc})
+			a.Scopes = nonNilScopes(a.Scopes)
+			return emit(ExportRecord{Type: RecordAccount, Account: &a})
 		})
 		if err != nil {
 			return fmt.Errorf("exporting accounts: %w", err)
@@ -178,11 +178,11 @@ func (s *File) Export(_ context.Context, emit func(ExportRecord) error) error {
 		}
 		c := tx.Bucket(bucketTokens).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			var t tokenRecord
+			var t TokenRecord
 			if err := json.Unmarshal(v, &t); err != nil {
 				return fmt.Errorf("exporting tokens: %w", err)
 			}
-			if err := emit(ExportRecord{Type: RecordToken, Token: &TokenRecord{Token: t.Token, Hash: t.Hash}}); err != nil {
+			if err := emit(ExportRecord{Type: RecordToken, Token: &t}); err != nil {
 				return err
 			}
 		}
@@ -203,14 +203,14 @@ func (s *File) Import(_ context.Context, actor string, rec ExportRecord) error {
 			if id := names.Get([]byte(a.Name)); id != nil && string(id) != a.ID {
 				return Invalidation{}, fmt.Errorf("account name %q: %w", a.Name, ErrConflict)
 			}
-			var old accountRecord
+			var old Account
 			if err := getJSON(tx.Bucket(bucketAccounts), []byte(a.ID), &old); err == nil && old.Name != a.Name {
 				if err := names.Delete([]byte(old.Name)); err != nil {
 					return Invalidation{}, err
 				}
 			}
-			rec := accountRecord{ID: a.ID, Name: a.Name, Kind: a.Kind, Team: a.Team, Scopes: nonNilScopes(a.Scopes), Disabled: a.Disabled, CreatedAt: a.CreatedAt}
-			if err := putJSON(tx.Bucket(bucketAccounts), []byte(a.ID), rec); err != nil {
+			a.Scopes = nonNilScopes(a.Scopes)
+			if err := putJSON(tx.Bucket(bucketAccounts), []byte(a.ID), a); err != nil {
 				return Invalidation{}, err
 			}
 			if err := names.Put([]byte(a.Name), []byte(a.ID)); err != nil {
@@ -222,13 +222,13 @@ func (s *File) Import(_ context.Context, actor string, rec ExportRecord) error {
 			if tx.Bucket(bucketAccounts).Get([]byte(k.AccountID)) == nil {
 				return Invalidation{}, fmt.Errorf("key %s: account %s: %w", k.ID, k.AccountID, ErrNotFound)
 			}
-			var old keyRecord
+			var old Key
 			if err := getJSON(tx.Bucket(bucketKeys), []byte(k.ID), &old); err == nil && old.AccountID != k.AccountID {
 				if err := tx.Bucket(bucketAccountKeys).Delete(indexKey(old.AccountID, k.ID)); err != nil {
 					return Invalidation{}, err
 				}
 			}
-			rec := keyRecord{ID: k.ID, AccountID: k.AccountID, Name: k.Name, Description: k.Description,
+			rec := Key{ID: k.ID, AccountID: k.AccountID, Name: k.Name, Description: k.Description,
 				Tags: tagsOrEmpty(k.Tags), Scopes: k.Scopes, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy}
 			if err := putJSON(tx.Bucket(bucketKeys), []byte(k.ID), rec); err != nil {
 				return Invalidation{}, err
@@ -253,7 +253,7 @@ func (s *File) Import(_ context.Context, actor string, rec ExportRecord) error {
 			if t.RotatedTo != "" && tx.Bucket(bucketTokens).Get([]byte(t.RotatedTo)) == nil {
 				t.RotatedTo = ""
 			}
-			if err := putJSON(tx.Bucket(bucketTokens), []byte(t.ID), tokenRecord{Token: t.Token, Hash: t.Hash}); err != nil {
+			if err := putJSON(tx.Bucket(bucketTokens), []byte(t.ID), t); err != nil {
 				return Invalidation{}, err
 			}
 			if err := hashes.Put(t.Hash, []byte(t.ID)); err != nil {

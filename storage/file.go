@@ -30,43 +30,17 @@ type File struct {
 // Buckets of the file store. Index buckets map "<parent>\x00<child>" to
 // nothing, so a cursor seek lists a parent's children in id order.
 var (
-	bucketAccounts     = []byte("accounts")      // id → accountRecord
+	bucketAccounts     = []byte("accounts")      // id → Account
 	bucketAccountNames = []byte("account_names") // name → id
-	bucketKeys         = []byte("keys")          // id → keyRecord
+	bucketKeys         = []byte("keys")          // id → Key
 	bucketAccountKeys  = []byte("account_keys")  // account \x00 key → ""
-	bucketTokens       = []byte("tokens")        // id → tokenRecord
+	bucketTokens       = []byte("tokens")        // id → TokenRecord
 	bucketTokenHashes  = []byte("token_hashes")  // SHA-256 → token id
 	bucketKeyTokens    = []byte("key_tokens")    // key \x00 token → ""
 	bucketAudit        = []byte("audit")         // id → auditRecord
 	allBuckets         = [][]byte{bucketAccounts, bucketAccountNames, bucketKeys, bucketAccountKeys,
 		bucketTokens, bucketTokenHashes, bucketKeyTokens, bucketAudit}
 )
-
-type accountRecord struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Kind      string    `json:"kind"`
-	Team      string    `json:"team"`
-	Scopes    []string  `json:"scopes"`
-	Disabled  bool      `json:"disabled"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-type keyRecord struct {
-	ID          string            `json:"id"`
-	AccountID   string            `json:"account"`
-	Name        string            `json:"name"`
-	Description string            `json:"description"`
-	Tags        map[string]string `json:"tags"`
-	Scopes      []string          `json:"scopes"` // null: inherit
-	CreatedAt   time.Time         `json:"created_at"`
-	CreatedBy   string            `json:"created_by"`
-}
-
-type tokenRecord struct {
-	Token
-	Hash []byte `json:"hash"`
-}
 
 type auditRecord struct {
 	AuditEvent
@@ -190,15 +164,15 @@ func (s *File) LookupToken(_ context.Context, hash Hash) (*Credential, error) {
 		if id == nil {
 			return ErrNotFound
 		}
-		var t tokenRecord
+		var t TokenRecord
 		if err := getJSON(tx.Bucket(bucketTokens), id, &t); err != nil {
 			return err
 		}
-		var k keyRecord
+		var k Key
 		if err := getJSON(tx.Bucket(bucketKeys), []byte(t.KeyID), &k); err != nil {
 			return err
 		}
-		var a accountRecord
+		var a Account
 		if err := getJSON(tx.Bucket(bucketAccounts), []byte(k.AccountID), &a); err != nil {
 			return err
 		}
@@ -216,10 +190,6 @@ func (s *File) LookupToken(_ context.Context, hash Hash) (*Credential, error) {
 	return &c, nil
 }
 
-func (a *accountRecord) account() Account {
-	return Account{ID: a.ID, Name: a.Name, Kind: a.Kind, Team: a.Team, Scopes: nonNilScopes(a.Scopes), Disabled: a.Disabled, CreatedAt: a.CreatedAt}
-}
-
 // CreateAccount implements Store.
 func (s *File) CreateAccount(_ context.Context, actor string, a *Account) error {
 	if a.ID == "" {
@@ -232,8 +202,7 @@ func (s *File) CreateAccount(_ context.Context, actor string, a *Account) error 
 			return Invalidation{}, ErrConflict
 		}
 		a.CreatedAt = now()
-		rec := accountRecord{ID: a.ID, Name: a.Name, Kind: a.Kind, Team: a.Team, Scopes: a.Scopes, Disabled: a.Disabled, CreatedAt: a.CreatedAt}
-		if err := putJSON(tx.Bucket(bucketAccounts), []byte(a.ID), rec); err != nil {
+		if err := putJSON(tx.Bucket(bucketAccounts), []byte(a.ID), a); err != nil {
 			return Invalidation{}, err
 		}
 		if err := names.Put([]byte(a.Name), []byte(a.ID)); err != nil {
@@ -246,8 +215,8 @@ func (s *File) CreateAccount(_ context.Context, actor string, a *Account) error 
 }
 
 // accountByRef finds an account by id or name.
-func accountByRef(tx *bolt.Tx, ref string) (*accountRecord, error) {
-	var a accountRecord
+func accountByRef(tx *bolt.Tx, ref string) (*Account, error) {
+	var a Account
 	err := getJSON(tx.Bucket(bucketAccounts), []byte(ref), &a)
 	if errors.Is(err, ErrNotFound) {
 		if id := tx.Bucket(bucketAccountNames).Get([]byte(ref)); id != nil {
@@ -268,7 +237,7 @@ func (s *File) GetAccount(_ context.Context, ref string) (*Account, error) {
 		if err != nil {
 			return err
 		}
-		out = a.account()
+		out = *a
 		return nil
 	})
 	if err != nil {
@@ -313,11 +282,11 @@ func (s *File) ListAccounts(_ context.Context, opts ListOptions) ([]Account, str
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		next, err = page(tx.Bucket(bucketAccounts), opts.After, pageSize(opts.Limit), func(v []byte) (bool, error) {
-			var a accountRecord
+			var a Account
 			if err := json.Unmarshal(v, &a); err != nil {
 				return false, err
 			}
-			accounts = append(accounts, a.account())
+			accounts = append(accounts, a)
 			return true, nil
 		})
 		return err
@@ -332,7 +301,7 @@ func (s *File) ListAccounts(_ context.Context, opts ListOptions) ([]Account, str
 func (s *File) UpdateAccount(_ context.Context, actor, id string, p AccountPatch) (*Account, error) {
 	var out Account
 	err := s.change("updating account "+id, func(tx *bolt.Tx) (Invalidation, error) {
-		var a accountRecord
+		var a Account
 		if err := getJSON(tx.Bucket(bucketAccounts), []byte(id), &a); err != nil {
 			return Invalidation{}, err
 		}
@@ -366,7 +335,7 @@ func (s *File) UpdateAccount(_ context.Context, actor, id string, p AccountPatch
 		if err := putJSON(tx.Bucket(bucketAccounts), []byte(id), a); err != nil {
 			return Invalidation{}, err
 		}
-		out = a.account()
+		out = a
 		if err := fileAudit(tx, actor, "account.update", id, id, details); err != nil {
 			return Invalidation{}, err
 		}
@@ -381,7 +350,7 @@ func (s *File) UpdateAccount(_ context.Context, actor, id string, p AccountPatch
 // DeleteAccount implements Store.
 func (s *File) DeleteAccount(_ context.Context, actor, id string) error {
 	return s.change("deleting account "+id, func(tx *bolt.Tx) (Invalidation, error) {
-		var a accountRecord
+		var a Account
 		if err := getJSON(tx.Bucket(bucketAccounts), []byte(id), &a); err != nil {
 			return Invalidation{}, err
 		}
@@ -412,13 +381,13 @@ func (s *File) CreateKey(_ context.Context, actor string, k *Key, first *NewToke
 	first.KeyID = k.ID
 	k.CreatedBy = actor
 	return s.change("creating key", func(tx *bolt.Tx) (Invalidation, error) {
-		var a accountRecord
+		var a Account
 		if err := getJSON(tx.Bucket(bucketAccounts), []byte(k.AccountID), &a); err != nil {
 			return Invalidation{}, err
 		}
 		k.CreatedAt = now()
 		k.EffectiveScopes = effectiveScopes(k.Scopes, a.Scopes)
-		rec := keyRecord{ID: k.ID, AccountID: k.AccountID, Name: k.Name, Description: k.Description,
+		rec := Key{ID: k.ID, AccountID: k.AccountID, Name: k.Name, Description: k.Description,
 			Tags: tagsOrEmpty(k.Tags), Scopes: k.Scopes, CreatedAt: k.CreatedAt, CreatedBy: actor}
 		if err := putJSON(tx.Bucket(bucketKeys), []byte(k.ID), rec); err != nil {
 			return Invalidation{}, err
@@ -448,7 +417,7 @@ func insertTokenTx(tx *bolt.Tx, t *NewToken) error {
 		e := t.ExpiresAt.UTC().Truncate(time.Microsecond)
 		t.ExpiresAt = &e
 	}
-	if err := putJSON(tx.Bucket(bucketTokens), []byte(t.ID), tokenRecord{Token: t.Token, Hash: t.Hash[:]}); err != nil {
+	if err := putJSON(tx.Bucket(bucketTokens), []byte(t.ID), TokenRecord{Token: t.Token, Hash: t.Hash[:]}); err != nil {
 		return err
 	}
 	if err := hashes.Put(t.Hash[:], []byte(t.ID)); err != nil {
@@ -459,11 +428,11 @@ func insertTokenTx(tx *bolt.Tx, t *NewToken) error {
 
 // loadKey reads a key with its account's scopes and its tokens.
 func loadKey(tx *bolt.Tx, id string) (*Key, error) {
-	var rec keyRecord
+	var rec Key
 	if err := getJSON(tx.Bucket(bucketKeys), []byte(id), &rec); err != nil {
 		return nil, err
 	}
-	var a accountRecord
+	var a Account
 	if err := getJSON(tx.Bucket(bucketAccounts), []byte(rec.AccountID), &a); err != nil {
 		return nil, err
 	}
@@ -471,7 +440,7 @@ func loadKey(tx *bolt.Tx, id string) (*Key, error) {
 		Tags: tagsOrEmpty(rec.Tags), Scopes: rec.Scopes, EffectiveScopes: effectiveScopes(rec.Scopes, a.Scopes),
 		CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy, Tokens: []Token{}}
 	for _, tid := range children(tx.Bucket(bucketKeyTokens), id) {
-		var t tokenRecord
+		var t TokenRecord
 		if err := getJSON(tx.Bucket(bucketTokens), []byte(tid), &t); err != nil {
 			return nil, err
 		}
@@ -501,7 +470,7 @@ func (s *File) ListKeys(_ context.Context, f KeyFilter) ([]Key, string, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		next, err = page(tx.Bucket(bucketKeys), f.After, pageSize(f.Limit), func(v []byte) (bool, error) {
-			var rec keyRecord
+			var rec Key
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return false, err
 			}
@@ -530,7 +499,7 @@ func (s *File) ListKeys(_ context.Context, f KeyFilter) ([]Key, string, error) {
 
 // deleteKeyTx deletes a key, its tokens and their indexes.
 func deleteKeyTx(tx *bolt.Tx, id string) error {
-	var rec keyRecord
+	var rec Key
 	if err := getJSON(tx.Bucket(bucketKeys), []byte(id), &rec); err != nil {
 		return err
 	}
@@ -546,8 +515,8 @@ func deleteKeyTx(tx *bolt.Tx, id string) error {
 }
 
 // deleteTokenTx deletes a token of key keyID and returns it.
-func deleteTokenTx(tx *bolt.Tx, keyID, tokenID string) (*tokenRecord, error) {
-	var t tokenRecord
+func deleteTokenTx(tx *bolt.Tx, keyID, tokenID string) (*TokenRecord, error) {
+	var t TokenRecord
 	if err := getJSON(tx.Bucket(bucketTokens), []byte(tokenID), &t); err != nil {
 		return nil, err
 	}
@@ -557,7 +526,7 @@ func deleteTokenTx(tx *bolt.Tx, keyID, tokenID string) (*tokenRecord, error) {
 	// A token rotated to this one keeps retiring: only its link goes.
 	tokens := tx.Bucket(bucketTokens)
 	for _, other := range children(tx.Bucket(bucketKeyTokens), keyID) {
-		var o tokenRecord
+		var o TokenRecord
 		if err := getJSON(tokens, []byte(other), &o); err != nil {
 			return nil, err
 		}
@@ -580,7 +549,7 @@ func deleteTokenTx(tx *bolt.Tx, keyID, tokenID string) (*tokenRecord, error) {
 // DeleteKey implements Store.
 func (s *File) DeleteKey(_ context.Context, actor, id string) error {
 	return s.change("deleting key "+id, func(tx *bolt.Tx) (Invalidation, error) {
-		var rec keyRecord
+		var rec Key
 		if err := getJSON(tx.Bucket(bucketKeys), []byte(id), &rec); err != nil {
 			return Invalidation{}, err
 		}
@@ -596,7 +565,7 @@ func (s *File) DeleteKey(_ context.Context, actor, id string) error {
 func (s *File) UpdateKey(_ context.Context, actor, id string, p KeyPatch) (*Key, error) {
 	var out *Key
 	err := s.change("updating key "+id, func(tx *bolt.Tx) (Invalidation, error) {
-		var rec keyRecord
+		var rec Key
 		if err := getJSON(tx.Bucket(bucketKeys), []byte(id), &rec); err != nil {
 			return Invalidation{}, err
 		}
@@ -641,7 +610,7 @@ func (s *File) UpdateKey(_ context.Context, actor, id string, p KeyPatch) (*Key,
 
 // keyAccountTx returns the account of key keyID.
 func keyAccountTx(tx *bolt.Tx, keyID string) (string, error) {
-	var rec keyRecord
+	var rec Key
 	if err := getJSON(tx.Bucket(bucketKeys), []byte(keyID), &rec); err != nil {
 		return "", err
 	}
@@ -669,8 +638,8 @@ func (s *File) CreateToken(_ context.Context, actor string, t *NewToken) error {
 }
 
 // tokenOfKey reads token tokenID of key keyID.
-func tokenOfKey(tx *bolt.Tx, keyID, tokenID string) (*tokenRecord, error) {
-	var t tokenRecord
+func tokenOfKey(tx *bolt.Tx, keyID, tokenID string) (*TokenRecord, error) {
+	var t TokenRecord
 	if err := getJSON(tx.Bucket(bucketTokens), []byte(tokenID), &t); err != nil {
 		return nil, err
 	}
@@ -802,7 +771,7 @@ func (s *File) RevokeToken(_ context.Context, actor string, hash Hash) (*Token, 
 		if id == nil {
 			return Invalidation{}, ErrNotFound
 		}
-		var t tokenRecord
+		var t TokenRecord
 		if err := getJSON(tx.Bucket(bucketTokens), id, &t); err != nil {
 			return Invalidation{}, err
 		}
@@ -828,7 +797,7 @@ func (s *File) RecordUse(_ context.Context, uses map[string]time.Time) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		tokens := tx.Bucket(bucketTokens)
 		for id, at := range uses {
-			var t tokenRecord
+			var t TokenRecord
 			if err := getJSON(tokens, []byte(id), &t); errors.Is(err, ErrNotFound) {
 				continue // deleted since
 			} else if err != nil {
