@@ -26,7 +26,7 @@ import (
 )
 
 // TestGracefulShutdown runs Caddy in-process with the apikeys app on a
-// dedicated PostgreSQL server, serves a few requests with a key, stops
+// PostgreSQL database of its own, serves a few requests with a key, stops
 // Caddy and checks that the shutdown was clean: the pending last_used_at
 // batch was written (long before the periodic flush would have), the pool
 // and the LISTEN connection are closed, and no goroutine is left behind.
