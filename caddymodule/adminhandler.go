@@ -111,6 +111,11 @@ func (h *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 	}
+	// Refuse a bad header name or realm at parse time, with the line.
+	probe := h.Auth
+	if err := probe.compile(); err != nil {
+		return d.Errf("apikey_admin: %v", err)
+	}
 	return nil
 }
 

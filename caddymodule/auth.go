@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/keygate/keygate/internal/routetable"
 	"github.com/keygate/keygate/internal/scope"
@@ -128,7 +129,7 @@ func (h *AuthHandler) compile() error {
 	}
 	h.sources = h.sources[:0]
 	for _, name := range headers {
-		if name == "" || strings.ContainsAny(name, " :\t\r\n") {
+		if !httpguts.ValidHeaderFieldName(name) {
 			return fmt.Errorf("header %q: not a valid header name", name)
 		}
 		h.sources = append(h.sources, textproto.CanonicalMIMEHeaderKey(name))

@@ -91,6 +91,8 @@ func TestAuthCaddyfileErrors(t *testing.T) {
 		{"header without name", "apikey_auth {\n header\n}", "wrong argument count"},
 		{"header two names", "apikey_auth {\n header A B\n}", "wrong argument count"},
 		{"header bad name", "apikey_auth {\n header \"X Key\"\n}", "not a valid header name"},
+		{"header separator", "apikey_auth {\n header X-Key,Y\n}", "not a valid header name"},
+		{"header non-ASCII", "apikey_auth {\n header X-Kéy\n}", "not a valid header name"},
 		{"realm missing", "apikey_auth {\n realm\n}", "wrong argument count"},
 		{"realm quote", "apikey_auth {\n realm `a\"b`\n}", "must not contain quotes"},
 		{"scope too few", "apikey_auth {\n scope GET /a\n}", "expected <methods> <path>"},
@@ -214,6 +216,9 @@ func TestAdminCaddyfile(t *testing.T) {
 		"apikey_admin {\n scope GET / x\n}": `unknown option "scope"`,
 		"apikey_admin {\n header\n}":        "wrong argument count",
 		"apikey_admin {\n header A B\n}":    "wrong argument count",
+		"apikey_admin {\n header X(Key)\n}": "not a valid header name",
+		"apikey_admin {\n header X-Kéy\n}":  "not a valid header name",
+		"apikey_admin {\n realm `a\"b`\n}":  "must not contain quotes",
 	} {
 		var h AdminHandler
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))

@@ -52,9 +52,9 @@ func extractCredential(h http.Header, sources []string, tokens storage.TokenForm
 func tokenFromAuthorization(v string, tokens storage.TokenFormat) string {
 	scheme, rest, _ := strings.Cut(v, " ")
 	switch {
-	case strings.EqualFold(scheme, "Bearer"):
+	case schemeIs(scheme, "Bearer"):
 		return strings.TrimSpace(rest)
-	case strings.EqualFold(scheme, "Basic"):
+	case schemeIs(scheme, "Basic"):
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
 		if err != nil {
 			return "" // malformed: answered as an invalid token
@@ -66,6 +66,13 @@ func tokenFromAuthorization(v string, tokens storage.TokenFormat) string {
 		return pass
 	}
 	return v
+}
+
+// schemeIs compares an authentication scheme case-insensitively in ASCII
+// only (RFC 9110): equal byte lengths keep Unicode folds such as "ſ" for
+// "s" from matching.
+func schemeIs(scheme, name string) bool {
+	return len(scheme) == len(name) && strings.EqualFold(scheme, name)
 }
 
 // stripCredentials removes every credential source from the request, so
