@@ -6,13 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"time"
 
 	"github.com/keygate/keygate/storage"
 )
 
 // maxImportLine bounds one line of an import.
 const maxImportLine = 1 << 20
+
+// importLineTimeout bounds the wait for each line of an import.
+const importLineTimeout = 30 * time.Second
 
 // ServeExport streams every account, key and token hash of the store as
 // JSON Lines. It is for the trusted admin endpoint only: the export holds
@@ -45,8 +50,15 @@ func (h *Handler) ServeExport(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
 	sc := bufio.NewScanner(r.Body)
 	sc.Buffer(make([]byte, 64<<10), maxImportLine)
+	// A large import outlasts a server's read timeout (Caddy's admin
+	// endpoint has 10s): the deadline rolls with each line instead.
+	rc := http.NewResponseController(w)
 	n, line := 0, 0
-	for sc.Scan() {
+	for {
+		_ = rc.SetReadDeadline(time.Now().Add(importLineTimeout)) // unsupported: the server's own
+		if !sc.Scan() {
+			break
+		}
 		line++
 		if len(sc.Bytes()) == 0 {
 			continue
@@ -77,7 +89,8 @@ func (h *Handler) failLine(w http.ResponseWriter, r *http.Request, line, importe
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
-	case errors.Is(err, storage.ErrInvalid), errors.As(err, new(*json.SyntaxError)), errors.As(err, new(*json.UnmarshalTypeError)):
+	case errors.Is(err, storage.ErrInvalid), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.As(err, new(*json.SyntaxError)), errors.As(err, new(*json.UnmarshalTypeError)):
 		ae = errInvalid("", "line %d: %v", line, err)
 	default:
 		h.fail(w, r, fmt.Errorf("line %d: %w", line, err))

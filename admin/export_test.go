@@ -1,0 +1,105 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/storage"
+)
+
+// importServer serves ServeImport on a file store from a server whose read
+// timeout is short, as Caddy's admin endpoint's (10s) is for big imports.
+func importServer(t *testing.T, readTimeout time.Duration) (string, storage.Store) {
+	t.Helper()
+	s, err := storage.OpenFile(filepath.Join(t.TempDir(), "keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	tokens, err := storage.NewTokenFormat("sk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(s, tokens, zap.NewNop())
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(h.ServeImport))
+	srv.Config.ReadTimeout = readTimeout
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL, s
+}
+
+// accountLines returns n account records as JSON Lines.
+func accountLines(t *testing.T, n int) [][]byte {
+	var lines [][]byte
+	for i := range n {
+		a := storage.Account{ID: storage.NewID(storage.AccountIDPrefix), Name: "team-" + string(rune('a'+i)), Kind: storage.KindService, CreatedAt: time.Now().UTC()}
+		line, err := json.Marshal(storage.ExportRecord{Type: storage.RecordAccount, Account: &a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, append(line, '\n'))
+	}
+	return lines
+}
+
+// TestImportOutlastsReadTimeout streams an import slower than the server's
+// read timeout allows for the whole body: every line still lands.
+func TestImportOutlastsReadTimeout(t *testing.T) {
+	url, s := importServer(t, 300*time.Millisecond)
+	lines := accountLines(t, 8)
+	pr, pw := io.Pipe()
+	go func() {
+		for _, l := range lines {
+			_, _ = pw.Write(l)
+			time.Sleep(100 * time.Millisecond) // 800ms in all
+		}
+		_ = pw.Close()
+	}()
+	resp, err := http.Post(url, "application/jsonl", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"imported":8`) {
+		t.Fatalf("import: %d %s", resp.StatusCode, body)
+	}
+	accounts, _, err := s.ListAccounts(t.Context(), storage.ListOptions{Limit: 100})
+	if err != nil || len(accounts) != 8 {
+		t.Fatalf("accounts after import: %d, %v", len(accounts), err)
+	}
+}
+
+// TestImportTruncatedLine answers a cut-off last line with 400 naming the
+// line, after importing the lines before it.
+func TestImportTruncatedLine(t *testing.T) {
+	url, _ := importServer(t, time.Minute)
+	lines := accountLines(t, 3)
+	body := bytes.Join(lines, nil)
+	body = body[:len(body)-20]
+	resp, err := http.Post(url, "application/jsonl", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Error    string `json:"error"`
+		Line     int    `json:"line"`
+		Imported int    `json:"imported"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusBadRequest || got.Line != 3 || got.Imported != 2 {
+		t.Fatalf("truncated import: %d %+v", resp.StatusCode, got)
+	}
+}
