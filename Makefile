@@ -1,6 +1,6 @@
 # Conveniences; the README's commands need only Go.
 
-.PHONY: test demo ci bench
+.PHONY: test demo ci bench loadbench
 
 test:
 	go test ./...
@@ -13,3 +13,7 @@ ci:
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
+
+loadbench:
+	go run ./bench/loadbench
+	go run ./bench/loadbench -scale

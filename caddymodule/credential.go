@@ -79,6 +79,10 @@ func schemeIs(scheme, name string) bool {
 // no token travels upstream or into later handlers and logs.
 func stripCredentials(h http.Header, sources []string) {
 	for _, name := range sources {
-		delete(h, name)
+		// A lookup in a small header map is cheaper than a delete, which
+		// hashes the name, and most sources are absent.
+		if _, ok := h[name]; ok {
+			delete(h, name)
+		}
 	}
 }
