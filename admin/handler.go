@@ -6,6 +6,7 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -87,9 +88,29 @@ func New(store storage.Store, tokens storage.TokenFormat, logger *zap.Logger) *H
 	h.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 	h.routes = append(h.routes, Route{Method: "GET", Path: "/openapi.json"})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := h.allowedMethods(r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+				message: fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+			return
+		}
 		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
 	})
 	return h
+}
+
+// allowedMethods returns the methods some route serves on r's path: the
+// catch-all route answers every method, so the mux cannot say 405 itself.
+func (h *Handler) allowedMethods(r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+		probe := *r
+		probe.Method = m
+		if _, pattern := h.mux.Handler(&probe); pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // Route is one route of the API, as the OpenAPI document must list it.

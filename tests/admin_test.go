@@ -224,6 +224,8 @@ func TestAdminBadInput(t *testing.T) {
 			{"revoke unknown", "POST", "/revoke", map[string]any{"token": withChecksum("sk-" + strings.Repeat("Z", 43))}, 404, ""},
 			{"injection-looking name stored verbatim", "POST", "/accounts", map[string]any{"name": mount + " x'); DROP TABLE accounts;--"}, 201, ""},
 			{"unknown route", "GET", "/nothing", nil, 404, ""},
+			{"wrong method on a key", "PUT", "/keys/" + keyID, map[string]any{"name": "x"}, 405, ""},
+			{"wrong method on a collection", "DELETE", "/accounts", nil, 405, ""},
 			{"NUL cursor", "GET", "/keys?after=%00", nil, 400, "after"},
 			{"invalid UTF-8 cursor", "GET", "/keys?after=%ff", nil, 400, "after"},
 			{"NUL tag filter", "GET", "/keys?tag=a:%00", nil, 400, "tag"},
@@ -231,6 +233,9 @@ func TestAdminBadInput(t *testing.T) {
 			{"invalid UTF-8 account", "GET", "/accounts/%ff", nil, 400, ""},
 			{"invalid UTF-8 audit actor", "GET", "/audit?actor=%ff", nil, 400, "actor"},
 			{"NUL in account name", "PATCH", "/accounts/base", map[string]any{"team": "a\u0000b"}, 400, "team"},
+		}
+		if r := call("PUT", "/keys/"+keyID, nil); r.Header.Get("Allow") != "GET, PATCH, DELETE" {
+			t.Errorf("%s: PUT on a key: Allow %q, want the key's methods", mount, r.Header.Get("Allow"))
 		}
 		for _, tt := range tests {
 			r := call(tt.method, tt.path, tt.body)
