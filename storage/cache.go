@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -264,9 +263,7 @@ func (c *Cache) stripe(id string) uint16 {
 	return uint16(maphash.String(c.seed, id) % stripeCount)
 }
 
-func (c *Cache) hashStripe(h Hash) uint16 {
-	return uint16(binary.LittleEndian.Uint64(h[8:16]) % stripeCount)
-}
+func (c *Cache) hashStripe(h Hash) uint16 { return h.Bits() % stripeCount }
 
 // Invalidate forgets everything inv names. When it returns, no request
 // is served from a store read that began before the call.
@@ -283,6 +280,9 @@ func (c *Cache) Invalidate(inv Invalidation) {
 	}
 	for _, h := range inv.Hashes {
 		raise(&c.stripes[c.hashStripe(h)], now)
+	}
+	for _, b := range inv.HashBits {
+		raise(&c.stripes[b%stripeCount], now)
 	}
 }
 

@@ -260,8 +260,11 @@ func (s *Postgres) change(ctx context.Context, what string, fn func(pgx.Tx) (Inv
 		if inv, err = fn(tx); err != nil {
 			return err
 		}
-		if len(inv.Tokens)+len(inv.Keys)+len(inv.Accounts) == 0 {
+		if len(inv.Tokens)+len(inv.Keys)+len(inv.Accounts)+len(inv.Hashes) == 0 {
 			return nil
+		}
+		for _, h := range inv.Hashes {
+			inv.HashBits = append(inv.HashBits, h.Bits())
 		}
 		payload, err := json.Marshal(notice{Schema: s.schema, Invalidation: inv})
 		if err != nil {

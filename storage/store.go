@@ -133,7 +133,12 @@ type Invalidation struct {
 	Keys     []string `json:"keys,omitempty"`
 	Accounts []string `json:"accounts,omitempty"`
 	// Hashes are token hashes newly created; they drop negative entries.
+	// They never leave the process: other nodes get HashBits.
 	Hashes []Hash `json:"-"`
+	// HashBits are 16 bits of each new token's hash (HashBits of Hash),
+	// what other nodes need to drop their negative entries: far too few
+	// to find or confirm a token by.
+	HashBits []uint16 `json:"hash_bits,omitempty"`
 }
 
 // ListOptions selects one page of a list.

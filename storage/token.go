@@ -108,6 +108,10 @@ func (f TokenFormat) Valid(token string) bool {
 // Hash is the SHA-256 of a token: the only form in which a token is stored.
 type Hash [sha256.Size]byte
 
+// Bits returns 16 bits of the hash, which change notices carry so that
+// other nodes can drop negative cache entries for a new token.
+func (h Hash) Bits() uint16 { return binary.LittleEndian.Uint16(h[8:10]) }
+
 // HashToken returns the SHA-256 of token.
 func HashToken(token string) Hash {
 	return sha256.Sum256(stringBytes(token))

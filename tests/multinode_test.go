@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/storage"
 )
 
 // twoNodes starts two gateways sharing one key store.
@@ -409,5 +411,60 @@ func TestOutage(t *testing.T) {
 			t.Fatal("last_used_at did not show within 10s of use")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestImportedTokenReachesOtherNode: while keys move to PostgreSQL, clients
+// may already call a node with a token not yet imported, which that node
+// then remembers as unknown (for negative_ttl, 30s by default). Once node
+// A imports it, node B must accept it within a second, as for any change.
+// The notice carries 16 bits of the new token's hash, never the hash.
+func TestImportedTokenReachesOtherNode(t *testing.T) {
+	a, b := twoNodes(t, pgtest.DSN(t))
+	tokens, err := storage.NewTokenFormat("sk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := tokens.Generate()
+	for range 2 { // the second answer comes from node B's negative cache
+		if r := do(t, "GET", b.gw.URL+"/v1/apps", nil, "X-API-Key", secret); r.Status != 401 {
+			t.Fatalf("node B before the import: %d", r.Status)
+		}
+	}
+
+	now := time.Now().UTC()
+	acc := storage.Account{ID: storage.NewID(storage.AccountIDPrefix), Name: "moved", Kind: storage.KindService, Scopes: []string{"apps"}, CreatedAt: now}
+	key := storage.Key{ID: storage.NewID(storage.KeyIDPrefix), AccountID: acc.ID, Name: "moved", Scopes: []string{"apps:read"}, CreatedAt: now, CreatedBy: "admin"}
+	hash := storage.HashToken(secret)
+	tok := storage.TokenRecord{Token: storage.Token{ID: storage.NewID(storage.TokenIDPrefix), KeyID: key.ID, Name: "default", Hint: storage.Hint(secret), CreatedAt: now}, Hash: hash[:]}
+	var export strings.Builder
+	for _, rec := range []storage.ExportRecord{
+		{Type: storage.RecordAccount, Account: &acc},
+		{Type: storage.RecordKey, Key: &key},
+		{Type: storage.RecordToken, Token: &tok},
+	} {
+		line, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		export.Write(append(line, '\n'))
+	}
+	if r := do(t, "POST", a.gw.AdminURL+"/apikeys/import", export.String()); r.Status != 200 {
+		t.Fatalf("import on node A: %d %s", r.Status, r.Body)
+	}
+	imported := time.Now()
+	for {
+		r := do(t, "GET", b.gw.URL+"/v1/apps", nil, "X-API-Key", secret)
+		if r.Status == 200 {
+			t.Logf("imported token accepted on node B %v after node A answered", time.Since(imported).Round(time.Microsecond))
+			return
+		}
+		if r.Status != 401 {
+			t.Fatalf("node B after the import: %d %s", r.Status, r.Body)
+		}
+		if time.Since(imported) > time.Second {
+			t.Fatal("node B still refuses the imported token after 1s: its negative entry was not dropped")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
