@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -66,8 +65,13 @@ func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
 		var rec storage.ExportRecord
 		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
 		dec.DisallowUnknownFields()
+		// A line that does not decode is the caller's fault; an error of
+		// the store (which may also be an unexpected EOF, from its
+		// connection) is not.
 		err := dec.Decode(&rec)
-		if err == nil {
+		if err != nil {
+			err = errInvalid("", "line %d: %v", line, err)
+		} else {
 			err = h.store.Import(r.Context(), Trusted.Actor, rec)
 		}
 		if err != nil {
@@ -89,8 +93,7 @@ func (h *Handler) failLine(w http.ResponseWriter, r *http.Request, line, importe
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
-	case errors.Is(err, storage.ErrInvalid), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.As(err, new(*json.SyntaxError)), errors.As(err, new(*json.UnmarshalTypeError)):
+	case errors.Is(err, storage.ErrInvalid):
 		ae = errInvalid("", "line %d: %v", line, err)
 	default:
 		h.fail(w, r, fmt.Errorf("line %d: %w", line, err))

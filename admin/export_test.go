@@ -2,7 +2,9 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -101,5 +103,30 @@ func TestImportTruncatedLine(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusBadRequest || got.Line != 3 || got.Imported != 2 {
 		t.Fatalf("truncated import: %d %+v", resp.StatusCode, got)
+	}
+}
+
+// outageStore fails every import as a dropped PostgreSQL connection does:
+// unavailable, wrapping io.ErrUnexpectedEOF.
+type outageStore struct{ storage.Store }
+
+func (outageStore) Import(context.Context, string, storage.ExportRecord) error {
+	return fmt.Errorf("importing account: %w: %w", storage.ErrUnavailable, io.ErrUnexpectedEOF)
+}
+
+// TestImportStoreOutage answers a store failure mid-import with 503, not
+// as bad input: the same file must be sent again, not fixed.
+func TestImportStoreOutage(t *testing.T) {
+	s, err := storage.OpenFile(filepath.Join(t.TempDir(), "keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	tokens, _ := storage.NewTokenFormat("sk")
+	h := New(outageStore{s}, tokens, zap.NewNop())
+	rec := httptest.NewRecorder()
+	h.ServeImport(rec, httptest.NewRequest(http.MethodPost, "/import", bytes.NewReader(accountLines(t, 1)[0])))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("store outage during import: %d %s, want 503", rec.Code, rec.Body)
 	}
 }

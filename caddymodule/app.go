@@ -250,7 +250,6 @@ func (b *backend) open(logger *zap.Logger) error {
 		return err
 	}
 	cfg := b.settings.cache
-	cfg.Valid = b.settings.tokens.Valid
 	cfg.Decorate = decorateCredential
 	cfg.ObserveLookup = observeLookup
 	cache, err := storage.NewCache(st, cfg)

@@ -248,9 +248,7 @@ func (h *AuthHandler) authorize(r *http.Request) (*storage.Credential, *denial) 
 	case credentialConflict:
 		return nil, h.answers.invalidRequest
 	}
-	// The checksum is checked by the cache on a miss (a cached token
-	// passed it already); the length keeps garbage from being hashed.
-	if len(token) != h.tokens.Len() {
+	if !h.tokens.Valid(token) {
 		return nil, h.answers.invalidToken
 	}
 	verifier := h.app.verifier()

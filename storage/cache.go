@@ -24,11 +24,6 @@ type CacheConfig struct {
 	NegativeTTL time.Duration
 	// LookupTimeout bounds one store lookup.
 	LookupTimeout time.Duration
-	// Valid, when set, checks a token's format (its checksum) on a miss,
-	// before the store is asked: a token that fails is ErrNotFound and
-	// reaches neither store nor cache. A hit needs no check, since only
-	// tokens that passed it are ever cached.
-	Valid func(token string) bool `json:"-"`
 	// Decorate, when set, is called on every credential read from the
 	// store before it is cached or shared, to attach precomputed values.
 	Decorate func(*Credential) `json:"-"`
@@ -149,8 +144,8 @@ func NewCache(store Store, cfg CacheConfig) (*Cache, error) {
 func (c *Cache) Stats() *CacheStats { return &c.stats }
 
 // Verify returns the credential of token, ErrNotFound when no such token
-// exists (or it fails CacheConfig.Valid), or another error (wrapping
-// ErrUnavailable when the store cannot answer) when it cannot tell.
+// exists, or another error (wrapping ErrUnavailable when the store cannot
+// answer) when it cannot tell. The caller checks the token's format first.
 //
 // Cache entries are found by two 64-bit keyed hashes of the token (128
 // bits, seeds random per process): much cheaper than SHA-256, which is
@@ -165,9 +160,6 @@ func (c *Cache) Verify(ctx context.Context, token string) (*Credential, error) {
 		}
 		c.used(e)
 		return e.cred, nil
-	}
-	if c.cfg.Valid != nil && !c.cfg.Valid(token) {
-		return nil, ErrNotFound
 	}
 	c.stats.Misses.Add(1)
 	return c.load(ctx, key, check, HashToken(token))

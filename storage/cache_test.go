@@ -245,36 +245,3 @@ func BenchmarkCacheMiss(b *testing.B) {
 		})
 	}
 }
-
-// TestCacheValidKeepsMalformedFromStore checks CacheConfig.Valid: a token
-// that fails it is unknown without a miss, a store query or a cache entry,
-// and a good token is still read from the store and then hit.
-func TestCacheValidKeepsMalformedFromStore(t *testing.T) {
-	s := openTestFile(t)
-	c, err := NewCache(s, CacheConfig{Valid: testTokens.Valid})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	acc := newTestAccount(t, s, "a", "apps")
-	_, secret := newTestKey(t, s, acc.ID, nil)
-	malformed := secret[:len(secret)-1] + string(secret[len(secret)-1]^1) // checksum broken
-	for range 3 {
-		if _, err := c.Verify(context.Background(), malformed); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("malformed token: %v, want ErrNotFound", err)
-		}
-		c.Wait()
-	}
-	if q, m := c.Stats().StoreQueries.Load(), c.Stats().Misses.Load(); q != 0 || m != 0 {
-		t.Fatalf("malformed token: %d store queries, %d misses; want none", q, m)
-	}
-	for range 2 {
-		if _, err := c.Verify(context.Background(), secret); err != nil {
-			t.Fatal(err)
-		}
-		c.Wait()
-	}
-	if q, h := c.Stats().StoreQueries.Load(), c.Stats().Hits.Load(); q != 1 || h != 1 {
-		t.Fatalf("good token twice: %d store queries, %d hits; want 1 and 1", q, h)
-	}
-}

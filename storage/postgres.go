@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
 	"net"
 	"regexp"
@@ -245,6 +246,7 @@ func wrapErr(what string, err error) error {
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || // the connection dropped mid-message
 		strings.Contains(err.Error(), "connect") || strings.Contains(err.Error(), "closed") {
 		return fmt.Errorf("%s: %w: %v", what, ErrUnavailable, err)
 	}

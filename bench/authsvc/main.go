@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"log"
 	"net/http"
 	"os"
@@ -76,15 +77,18 @@ func load(path string) (map[[32]byte]grant, error) {
 	keys := map[string]grant{}
 	grants := map[[32]byte]grant{}
 	sc := bufio.NewScanner(f)
-	for sc.Scan() {
+	for line := 1; sc.Scan(); line++ {
 		var rec record
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s line %d: %w", path, line, err)
 		}
 		switch {
 		case rec.Key != nil:
 			keys[rec.Key.ID] = grant{account: rec.Key.AccountID, scopes: rec.Key.Scopes}
 		case rec.Token != nil:
+			if len(rec.Token.Hash) != sha256.Size {
+				return nil, fmt.Errorf("%s line %d: a token hash of %d bytes", path, line, len(rec.Token.Hash))
+			}
 			grants[[32]byte(rec.Token.Hash)] = keys[rec.Token.KeyID]
 		}
 	}
