@@ -108,6 +108,9 @@ func (h *Handler) allowedMethods(r *http.Request) []string {
 		probe.Method = m
 		if _, pattern := h.mux.Handler(&probe); pattern != "/" {
 			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead) // the mux serves HEAD with GET
+			}
 		}
 	}
 	return allow

@@ -234,7 +234,7 @@ func TestAdminBadInput(t *testing.T) {
 			{"invalid UTF-8 audit actor", "GET", "/audit?actor=%ff", nil, 400, "actor"},
 			{"NUL in account name", "PATCH", "/accounts/base", map[string]any{"team": "a\u0000b"}, 400, "team"},
 		}
-		if r := call("PUT", "/keys/"+keyID, nil); r.Header.Get("Allow") != "GET, PATCH, DELETE" {
+		if r := call("PUT", "/keys/"+keyID, nil); r.Header.Get("Allow") != "GET, HEAD, PATCH, DELETE" {
 			t.Errorf("%s: PUT on a key: Allow %q, want the key's methods", mount, r.Header.Get("Allow"))
 		}
 		for _, tt := range tests {
