@@ -29,13 +29,7 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, p Principal)
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkText("name", req.Name, true, maxNameLen); err != nil {
-		return err
-	}
-	if err := checkText("description", req.Description, false, maxDescriptionLen); err != nil {
-		return err
-	}
-	if err := checkTags("tags", req.Tags); err != nil {
+	if err := checkLabels(storage.LabelPatch{Name: &req.Name, Description: &req.Description, Tags: &req.Tags}, true); err != nil {
 		return err
 	}
 	if err := checkScopes("scopes", req.Scopes); err != nil {
@@ -238,21 +232,9 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal)
 			return errInvalid(name, "%s cannot be changed", name)
 		}
 	}
-	patch := storage.KeyPatch{Name: req.Name, Description: req.Description, Tags: req.Tags}
-	if req.Name != nil {
-		if err := checkText("name", *req.Name, true, maxNameLen); err != nil {
-			return err
-		}
-	}
-	if req.Description != nil {
-		if err := checkText("description", *req.Description, false, maxDescriptionLen); err != nil {
-			return err
-		}
-	}
-	if req.Tags != nil {
-		if err := checkTags("tags", *req.Tags); err != nil {
-			return err
-		}
+	patch := storage.KeyPatch{LabelPatch: storage.LabelPatch{Name: req.Name, Description: req.Description, Tags: req.Tags}}
+	if err := checkLabels(patch.LabelPatch, true); err != nil {
+		return err
 	}
 	if req.Scopes != nil {
 		var scopes []string

@@ -141,6 +141,25 @@ func checkScopes(field string, list []string) error {
 	return nil
 }
 
+// checkLabels checks the fields of a label patch that are set; a key's name
+// cannot be blank, a token's may be.
+func checkLabels(p storage.LabelPatch, nameRequired bool) error {
+	if p.Name != nil {
+		if err := checkText("name", *p.Name, nameRequired, maxNameLen); err != nil {
+			return err
+		}
+	}
+	if p.Description != nil {
+		if err := checkText("description", *p.Description, false, maxDescriptionLen); err != nil {
+			return err
+		}
+	}
+	if p.Tags != nil {
+		return checkTags("tags", *p.Tags)
+	}
+	return nil
+}
+
 // checkTags validates tags: keys are non-empty and hold no ':' (the tag
 // filter is key:value).
 func checkTags(field string, tags map[string]string) error {

@@ -37,13 +37,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principa
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkText("name", req.Name, false, maxNameLen); err != nil {
-		return err
-	}
-	if err := checkText("description", req.Description, false, maxDescriptionLen); err != nil {
-		return err
-	}
-	if err := checkTags("tags", req.Tags); err != nil {
+	if err := checkLabels(storage.LabelPatch{Name: &req.Name, Description: &req.Description, Tags: &req.Tags}, false); err != nil {
 		return err
 	}
 	expiresAt, err := parseExpiry("expires_at", req.ExpiresAt, time.Now())
@@ -130,21 +124,9 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 	if err := req.check(); err != nil {
 		return err
 	}
-	patch := storage.TokenPatch{Name: req.Name, Description: req.Description, Tags: req.Tags}
-	if req.Name != nil {
-		if err := checkText("name", *req.Name, false, maxNameLen); err != nil {
-			return err
-		}
-	}
-	if req.Description != nil {
-		if err := checkText("description", *req.Description, false, maxDescriptionLen); err != nil {
-			return err
-		}
-	}
-	if req.Tags != nil {
-		if err := checkTags("tags", *req.Tags); err != nil {
-			return err
-		}
+	patch := storage.TokenPatch{LabelPatch: storage.LabelPatch{Name: req.Name, Description: req.Description, Tags: req.Tags}}
+	if err := checkLabels(patch.LabelPatch, false); err != nil {
+		return err
 	}
 	if req.ExpiresAt != nil {
 		if bytes.Equal(bytes.TrimSpace(req.ExpiresAt), []byte("null")) {

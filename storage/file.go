@@ -570,18 +570,8 @@ func (s *File) UpdateKey(_ context.Context, actor, id string, p KeyPatch) (*Key,
 			return Invalidation{}, err
 		}
 		details := map[string]any{}
-		if p.Name != nil {
-			rec.Name = *p.Name
-			details["name"] = rec.Name
-		}
-		if p.Description != nil {
-			rec.Description = *p.Description
-			details["description"] = rec.Description
-		}
-		if p.Tags != nil {
-			rec.Tags = tagsOrEmpty(*p.Tags)
-			details["tags"] = rec.Tags
-		}
+		p.apply(&rec.Name, &rec.Description, &rec.Tags)
+		p.audit(details)
 		switch {
 		case p.InheritScopes:
 			rec.Scopes = nil
@@ -662,18 +652,8 @@ func (s *File) UpdateToken(_ context.Context, actor, keyID, tokenID string, p To
 			return Invalidation{}, err
 		}
 		details := map[string]any{"key": keyID}
-		if p.Name != nil {
-			t.Name = *p.Name
-			details["name"] = t.Name
-		}
-		if p.Description != nil {
-			t.Description = *p.Description
-			details["description"] = t.Description
-		}
-		if p.Tags != nil {
-			t.Tags = tagsOrEmpty(*p.Tags)
-			details["tags"] = t.Tags
-		}
+		p.apply(&t.Name, &t.Description, &t.Tags)
+		p.audit(details)
 		switch {
 		case p.ClearExpiry:
 			t.ExpiresAt = nil

@@ -121,7 +121,7 @@ func TestTokenLifecycle(t *testing.T) {
 		}
 		exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
 		name := "ci-renamed"
-		tok, err := s.UpdateToken(ctx, "test", k.ID, extra.ID, TokenPatch{Name: &name, ExpiresAt: &exp})
+		tok, err := s.UpdateToken(ctx, "test", k.ID, extra.ID, TokenPatch{LabelPatch: LabelPatch{Name: &name}, ExpiresAt: &exp})
 		if err != nil || tok.Name != name || !tok.ExpiresAt.Equal(exp) {
 			t.Fatalf("UpdateToken = %+v, %v", tok, err)
 		}
@@ -132,7 +132,7 @@ func TestTokenLifecycle(t *testing.T) {
 		if err != nil || tok.ExpiresAt != nil {
 			t.Fatalf("clearing expiry: %+v, %v", tok, err)
 		}
-		if _, err := s.UpdateToken(ctx, "test", "key_other", extra.ID, TokenPatch{Name: &name}); !errors.Is(err, ErrNotFound) {
+		if _, err := s.UpdateToken(ctx, "test", "key_other", extra.ID, TokenPatch{LabelPatch: LabelPatch{Name: &name}}); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("token through the wrong key: %v", err)
 		}
 
@@ -162,7 +162,7 @@ func TestUpdateKeyAndDeleteAccount(t *testing.T) {
 		k, secret := newTestKey(t, s, acc.ID, []string{"apps"})
 		scopes := []string{"runs"}
 		tags := map[string]string{"env": "prod"}
-		got, err := s.UpdateKey(ctx, "test", k.ID, KeyPatch{Scopes: &scopes, Tags: &tags})
+		got, err := s.UpdateKey(ctx, "test", k.ID, KeyPatch{LabelPatch: LabelPatch{Tags: &tags}, Scopes: &scopes})
 		if err != nil || len(got.Scopes) != 1 || got.Scopes[0] != "runs" || got.Tags["env"] != "prod" || len(got.Tokens) != 1 {
 			t.Fatalf("UpdateKey = %+v, %v", got, err)
 		}

@@ -44,15 +44,7 @@ func (s *Postgres) UpdateKey(ctx context.Context, actor, id string, p KeyPatch) 
 			return Invalidation{}, wrapErr("updating key", err)
 		}
 		details := map[string]any{}
-		if p.Name != nil {
-			details["name"] = *p.Name
-		}
-		if p.Description != nil {
-			details["description"] = *p.Description
-		}
-		if p.Tags != nil {
-			details["tags"] = k.Tags
-		}
+		p.audit(details)
 		if p.Scopes != nil || p.InheritScopes {
 			details["scopes"] = k.Scopes
 		}
@@ -141,15 +133,7 @@ func (s *Postgres) UpdateToken(ctx context.Context, actor, keyID, tokenID string
 			return Invalidation{}, wrapErr("updating token", err)
 		}
 		details := map[string]any{"key": keyID}
-		if p.Name != nil {
-			details["name"] = *p.Name
-		}
-		if p.Description != nil {
-			details["description"] = *p.Description
-		}
-		if p.Tags != nil {
-			details["tags"] = t.Tags
-		}
+		p.audit(details)
 		if p.ExpiresAt != nil || p.ClearExpiry {
 			details["expires_at"] = t.ExpiresAt
 		}

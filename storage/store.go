@@ -174,9 +174,7 @@ type AccountPatch struct {
 // KeyPatch changes a key; nil fields are left alone. InheritScopes drops
 // the key's own scopes so it holds its account's, live.
 type KeyPatch struct {
-	Name          *string
-	Description   *string
-	Tags          *map[string]string
+	LabelPatch
 	Scopes        *[]string
 	InheritScopes bool
 }
@@ -184,11 +182,43 @@ type KeyPatch struct {
 // TokenPatch changes a token; nil fields are left alone. ClearExpiry
 // removes the token's expiry.
 type TokenPatch struct {
+	LabelPatch
+	ExpiresAt   *time.Time
+	ClearExpiry bool
+}
+
+// LabelPatch changes the descriptive fields keys and tokens share; nil
+// fields are left alone.
+type LabelPatch struct {
 	Name        *string
 	Description *string
 	Tags        *map[string]string
-	ExpiresAt   *time.Time
-	ClearExpiry bool
+}
+
+// apply sets the fields p changes.
+func (p LabelPatch) apply(name, description *string, tags *map[string]string) {
+	if p.Name != nil {
+		*name = *p.Name
+	}
+	if p.Description != nil {
+		*description = *p.Description
+	}
+	if p.Tags != nil {
+		*tags = tagsOrEmpty(*p.Tags)
+	}
+}
+
+// audit records the fields p changes in an audit event's details.
+func (p LabelPatch) audit(details map[string]any) {
+	if p.Name != nil {
+		details["name"] = *p.Name
+	}
+	if p.Description != nil {
+		details["description"] = *p.Description
+	}
+	if p.Tags != nil {
+		details["tags"] = tagsOrEmpty(*p.Tags)
+	}
 }
 
 // AuditFilter selects audit events, newest first.
