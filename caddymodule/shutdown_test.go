@@ -3,14 +3,11 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	neturl "net/url"
 	"regexp"
 	"runtime"
 	"slices"
@@ -33,7 +30,7 @@ import (
 func TestGracefulShutdown(t *testing.T) {
 	// A database of its own: every "keygate" connection to it is this
 	// test's.
-	dsn := ownDatabase(t)
+	dsn := pgtest.Database(t)
 	schema := pgtest.Schema(t, dsn)
 	// Keep Caddy's data and config directories out of the user's home.
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
@@ -204,47 +201,6 @@ func shutdownConfig(t *testing.T, dsn, schema string, port int) []byte {
 		t.Fatal(err)
 	}
 	return raw
-}
-
-// ownDatabase creates a database for t on the test server and returns its
-// DSN; it drops it at cleanup. Where databases cannot be created (a
-// KEYGATE_TEST_DATABASE_URL without the right), it starts a dedicated server.
-func ownDatabase(t *testing.T) string {
-	t.Helper()
-	dsn := pgtest.DSN(t)
-	u, err := neturl.Parse(dsn)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return pgtest.Dedicated(t).DSN()
-	}
-	var suffix [4]byte
-	_, _ = rand.Read(suffix[:])
-	name := "keygate_shutdown_" + hex.EncodeToString(suffix[:])
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connecting to PostgreSQL: %v", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Logf("cannot create a database (%v): starting a dedicated server", err)
-		return pgtest.Dedicated(t).DSN()
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("dropping database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("dropping database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return u.String()
 }
 
 // seedShutdownKey creates an account and a key with one token directly in

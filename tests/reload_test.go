@@ -2,15 +2,12 @@ package tests
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
-	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,7 +31,7 @@ import (
 // after the reloads as before (no pool or listener leak); the store, its
 // cache and the metrics carry over.
 func TestReloadsUnderLoad(t *testing.T) {
-	dsn := reloadDatabase(t)
+	dsn := pgtest.Database(t)
 	env := startTower(t, dsn)
 	gw := env.gw
 	db := reloadDB{t: t, dsn: dsn}
@@ -356,46 +353,6 @@ func reloadMetric(t *testing.T, admin *http.Client, gw *gateway, name string) fl
 		t.Fatalf("no metric %s in /metrics", name)
 	}
 	return sum
-}
-
-// reloadDatabase creates a database of the test's own on the test server,
-// so that pg_stat_activity counts only this test's gateway, and returns
-// its DSN; it drops it at cleanup. Where databases cannot be created (a
-// KEYGATE_TEST_DATABASE_URL without the right), it starts a dedicated
-// server.
-func reloadDatabase(t *testing.T) string {
-	t.Helper()
-	dsn := pgtest.DSN(t)
-	u, err := neturl.Parse(dsn)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return pgtest.Dedicated(t).DSN()
-	}
-	var suffix [4]byte
-	_, _ = rand.Read(suffix[:])
-	name := "keygate_reload_" + hex.EncodeToString(suffix[:])
-	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE DATABASE " + pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Logf("cannot create a database (%v): starting a dedicated server", err)
-		return pgtest.Dedicated(t).DSN()
-	}
-	// Registered before the gateway's cleanup, so it runs after it.
-	t.Cleanup(func() {
-		if err := exec("DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"); err != nil {
-			t.Errorf("dropping database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return u.String()
 }
 
 // reloadDB asks PostgreSQL about Keygate's connections to the test's

@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -557,4 +558,32 @@ func execSQL(dsn, sql string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, sql)
 	return err
+}
+
+// Database creates a database of tb's own on the test server and returns
+// its DSN, dropping it (with its connections) at tb.Cleanup; for tests that
+// count server-wide things such as connections. Where databases cannot be
+// created (a KEYGATE_TEST_DATABASE_URL without the right, or not a URL), it
+// starts a Dedicated server instead. Call it before starting anything that
+// connects, so the drop runs after that is stopped.
+func Database(tb testing.TB) string {
+	tb.Helper()
+	dsn := DSN(tb)
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return Dedicated(tb).DSN()
+	}
+	name := schemaName(tb.Name())
+	ident := pgx.Identifier{name}.Sanitize()
+	if err := execSQL(dsn, "CREATE DATABASE "+ident); err != nil {
+		tb.Logf("pgtest: cannot create a database (%v): starting a dedicated server", err)
+		return Dedicated(tb).DSN()
+	}
+	tb.Cleanup(func() {
+		if err := execSQL(dsn, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
+			tb.Errorf("pgtest: drop database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
 }
