@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"runtime"
@@ -42,7 +41,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("%d keygate connections before Caddy started (seeding store not closed?):\n%s", n, db.describeConns())
 	}
 
-	port := shutdownFreePort(t)
+	port := pgtest.FreePort(t)
 	cfg := shutdownConfig(t, dsn, schema, port)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	url := fmt.Sprintf("http://127.0.0.1:%d/v1/apps", port)
@@ -247,16 +246,7 @@ type shutdownDB struct {
 
 func (d shutdownDB) query(sql string, args []any, dest ...any) {
 	d.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, d.dsn)
-	if err != nil {
-		d.t.Fatalf("connecting to PostgreSQL: %v", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
-		d.t.Fatalf("%s: %v", sql, err)
-	}
+	pgtest.QueryRow(d.t, d.dsn, sql, args, dest...)
 }
 
 // keygateConns counts the connections Keygate's store opened to the
@@ -321,16 +311,6 @@ func shutdownGet(t *testing.T, client *http.Client, url, key string) int {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
-}
-
-func shutdownFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // goroutine is one goroutine of a runtime.Stack dump.

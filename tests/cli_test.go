@@ -365,7 +365,7 @@ func TestCLIErrors(t *testing.T) {
 	}
 
 	// An unreachable admin endpoint.
-	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dead := fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t))
 	r = runAPIKeyCLI(t, "", "account", "list", "--address", dead)
 	if r.Code == 0 || !strings.Contains(r.Stderr, "cannot reach the admin endpoint at "+dead) ||
 		strings.Count(strings.TrimSuffix(r.Stderr, "\n"), "\n") != 0 {

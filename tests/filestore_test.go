@@ -21,8 +21,8 @@ func startExample(t *testing.T) (*gateway, string) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	g := &gateway{t: t, dir: dir, HTTPPort: freePort(t), output: new(lockedBuffer)}
-	adminPort, upstreamPort := freePort(t), freePort(t)
+	g := &gateway{t: t, dir: dir, HTTPPort: pgtest.FreePort(t), output: new(lockedBuffer)}
+	adminPort, upstreamPort := pgtest.FreePort(t), pgtest.FreePort(t)
 	g.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	g.URL = fmt.Sprintf("http://127.0.0.1:%d", g.HTTPPort)
 	text := string(src)
@@ -105,9 +105,9 @@ func TestSecondProcessOnSameFile(t *testing.T) {
 	}
 	text := string(cfg)
 	for _, port := range []int{first.HTTPPort} {
-		text = strings.ReplaceAll(text, fmt.Sprintf(":%d", port), fmt.Sprintf(":%d", freePort(t)))
+		text = strings.ReplaceAll(text, fmt.Sprintf(":%d", port), fmt.Sprintf(":%d", pgtest.FreePort(t)))
 	}
-	text = strings.Replace(text, strings.TrimPrefix(first.AdminURL, "http://"), fmt.Sprintf("127.0.0.1:%d", freePort(t)), 1)
+	text = strings.Replace(text, strings.TrimPrefix(first.AdminURL, "http://"), fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t)), 1)
 	second := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(second, []byte(strings.ReplaceAll(text, "bind 127.0.0.1", "bind 127.0.0.2")), 0o600); err != nil {
 		t.Fatal(err)

@@ -57,7 +57,7 @@ func startTower(t *testing.T, dsn string) *towerEnv {
 func startTowerOn(t *testing.T, dsn, schema string) *towerEnv {
 	t.Helper()
 	up := newUpstream(t)
-	reqPort, adminPort := freePort(t), freePort(t)
+	reqPort, adminPort := pgtest.FreePort(t), pgtest.FreePort(t)
 	gw := startGateway(t, gatewayConfig{
 		DSN: dsn, Schema: schema,
 		Site: fmt.Sprintf(towerSite, up.URL),
@@ -485,7 +485,7 @@ func TestErrorLogNeverShowsToken(t *testing.T) {
 		Site: fmt.Sprintf(`
 	apikey_auth
 	reverse_proxy 127.0.0.1:%d
-`, freePort(t)), // nothing listens there: 502
+`, pgtest.FreePort(t)), // nothing listens there: 502
 	})
 	acc := gw.createAccount("errors", "apps")
 	_, secret := gw.createKey(acc, nil)

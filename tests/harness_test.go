@@ -47,17 +47,6 @@ func TestMain(m *testing.M) {
 	pgtest.Main(m)
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // gateway is one running Caddy process.
 type gateway struct {
 	t         testing.TB
@@ -108,10 +97,10 @@ func startGateway(t testing.TB, cfg gatewayConfig) *gateway {
 	t.Helper()
 	dir := t.TempDir()
 	g := &gateway{
-		t: t, dir: dir, HTTPPort: freePort(t), output: new(lockedBuffer), done: make(chan struct{}),
+		t: t, dir: dir, HTTPPort: pgtest.FreePort(t), output: new(lockedBuffer), done: make(chan struct{}),
 		AccessLog: filepath.Join(dir, "access.log"),
 	}
-	adminPort := freePort(t)
+	adminPort := pgtest.FreePort(t)
 	g.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	g.URL = fmt.Sprintf("http://127.0.0.1:%d", g.HTTPPort)
 

@@ -67,7 +67,7 @@ func TestSecretHygiene(t *testing.T) {
 	up := newUpstream(t)
 	logDir := t.TempDir()
 	requireLog, adminLog := filepath.Join(logDir, "require.log"), filepath.Join(logDir, "admin.log")
-	reqPort, adminPort := freePort(t), freePort(t)
+	reqPort, adminPort := pgtest.FreePort(t), pgtest.FreePort(t)
 	// The access log filter is README's (see startGateway).
 	logBlock := func(path string) string {
 		return fmt.Sprintf(`log {

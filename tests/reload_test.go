@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/keygate/keygate/internal/pgtest"
 )
@@ -364,16 +361,7 @@ type reloadDB struct {
 
 func (d reloadDB) query(sql string, dest ...any) {
 	d.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, d.dsn)
-	if err != nil {
-		d.t.Fatalf("connecting to PostgreSQL: %v", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		d.t.Fatalf("%s: %v", sql, err)
-	}
+	pgtest.QueryRow(d.t, d.dsn, sql, nil, dest...)
 }
 
 const keygateConns = "FROM pg_stat_activity WHERE application_name = 'keygate' AND datname = current_database()"

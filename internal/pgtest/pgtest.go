@@ -587,3 +587,30 @@ func Database(tb testing.TB) string {
 	u.Path = "/" + name
 	return u.String()
 }
+
+// QueryRow runs sql with args on a short-lived connection of its own to
+// dsn and scans the one row it returns into dest, failing tb otherwise.
+func QueryRow(tb testing.TB, dsn, sql string, args []any, dest ...any) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		tb.Fatalf("pgtest: connecting to PostgreSQL: %v", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
+		tb.Fatalf("pgtest: %s: %v", sql, err)
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago, as the
+// servers here are started on.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	port, err := freePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return port
+}
