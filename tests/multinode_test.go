@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/storage"
@@ -45,29 +47,31 @@ func propagation(t *testing.T, node *gateway, method, path, secret string, since
 	}
 }
 
-// metric reads one sample of a Prometheus metric from a gateway's admin
-// endpoint (sum over label sets), and whether it was found.
+// metric reads one metric from a gateway's admin endpoint (the sum over
+// its label sets), and whether it was found.
 func metric(t *testing.T, gw *gateway, name string) (float64, bool) {
 	t.Helper()
-	r := do(t, "GET", gw.AdminURL+"/metrics", nil)
-	var sum float64
-	found := false
-	sc := bufio.NewScanner(strings.NewReader(string(r.Body)))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += v
-		found = true
+	return sumMetric(t, string(do(t, "GET", gw.AdminURL+"/metrics", nil).Body), name)
+}
+
+// sumMetric sums the samples of a counter or gauge in a Prometheus text
+// exposition, and says whether it was there.
+func sumMetric(t *testing.T, text, name string) (float64, bool) {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
 	}
-	return sum, found
+	family, ok := families[name]
+	if !ok {
+		return 0, false
+	}
+	var sum float64
+	for _, m := range family.GetMetric() {
+		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return sum, true
 }
 
 // TestChangesReachOtherNode: for revoke, key delete, rotate, scope

@@ -9,7 +9,6 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -332,20 +331,7 @@ func reloadMetric(t *testing.T, admin *http.Client, gw *gateway, name string) fl
 	if err != nil || status != 200 {
 		t.Fatalf("GET /metrics: %d %v", status, err)
 	}
-	var sum float64
-	found := false
-	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += v
-		found = true
-	}
+	sum, found := sumMetric(t, text, name)
 	if !found {
 		t.Fatalf("no metric %s in /metrics", name)
 	}
