@@ -372,14 +372,7 @@ func (s *File) DeleteAccount(_ context.Context, actor, id string) error {
 
 // CreateKey implements Store.
 func (s *File) CreateKey(_ context.Context, actor string, k *Key, first *NewToken) error {
-	if k.ID == "" {
-		k.ID = NewID(KeyIDPrefix)
-	}
-	if first.ID == "" {
-		first.ID = NewID(TokenIDPrefix)
-	}
-	first.KeyID = k.ID
-	k.CreatedBy = actor
+	newKeyIDs(actor, k, first)
 	return s.change("creating key", func(tx *bolt.Tx) (Invalidation, error) {
 		var a Account
 		if err := getJSON(tx.Bucket(bucketAccounts), []byte(k.AccountID), &a); err != nil {

@@ -425,14 +425,7 @@ func (s *Postgres) UpdateAccount(ctx context.Context, actor, id string, p Accoun
 // CreateKey implements Store. It sets the ids (when empty) and creation
 // times of k and first, and appends first to k.Tokens.
 func (s *Postgres) CreateKey(ctx context.Context, actor string, k *Key, first *NewToken) error {
-	if k.ID == "" {
-		k.ID = NewID(KeyIDPrefix)
-	}
-	if first.ID == "" {
-		first.ID = NewID(TokenIDPrefix)
-	}
-	first.KeyID = k.ID
-	k.CreatedBy = actor
+	newKeyIDs(actor, k, first)
 	return s.change(ctx, "creating key", func(tx pgx.Tx) (Invalidation, error) {
 		var accountScopes []string
 		err := tx.QueryRow(ctx, `INSERT INTO keys (id, account_id, name, description, tags, scopes, created_by)

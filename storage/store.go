@@ -187,6 +187,19 @@ type TokenPatch struct {
 	ClearExpiry bool
 }
 
+// newKeyIDs gives a key being created and its first token their ids,
+// unless the caller chose them, and records who creates the key.
+func newKeyIDs(actor string, k *Key, first *NewToken) {
+	if k.ID == "" {
+		k.ID = NewID(KeyIDPrefix)
+	}
+	if first.ID == "" {
+		first.ID = NewID(TokenIDPrefix)
+	}
+	first.KeyID = k.ID
+	k.CreatedBy = actor
+}
+
 // LabelPatch changes the descriptive fields keys and tokens share; nil
 // fields are left alone.
 type LabelPatch struct {
