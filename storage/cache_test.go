@@ -245,3 +245,72 @@ func BenchmarkCacheMiss(b *testing.B) {
 		})
 	}
 }
+
+// switchableStore fails lookups while down is set, as an unreachable
+// database would.
+type switchableStore struct {
+	Store
+	down atomic.Bool
+}
+
+func (s *switchableStore) LookupToken(ctx context.Context, h Hash) (*Credential, error) {
+	if s.down.Load() {
+		return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+	}
+	return s.Store.LookupToken(ctx, h)
+}
+
+// TestCacheEntriesLastTheirTTL checks the bounds DESIGN.md sets: a known
+// token is served from the cache until ttl, also with the store down, and
+// no longer; an unknown one asks the store again after negative_ttl.
+func TestCacheEntriesLastTheirTTL(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store) {
+		const ttl = 400 * time.Millisecond
+		sw := &switchableStore{Store: s}
+		c, err := NewCache(sw, CacheConfig{TTL: ttl, NegativeTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		acc := newTestAccount(t, s, "a", "apps")
+		_, secret := newTestKey(t, s, acc.ID, nil)
+		unknown := testTokens.Generate()
+		verify := func(token string) error {
+			_, err := c.Verify(context.Background(), token)
+			c.Wait()
+			return err
+		}
+		if err := verify(secret); err != nil {
+			t.Fatal(err)
+		}
+		if err := verify(unknown); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown token: %v", err)
+		}
+
+		sw.down.Store(true)
+		if err := verify(secret); err != nil {
+			t.Fatalf("cached token with the store down, within ttl: %v", err)
+		}
+		if err := verify(unknown); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown token within negative_ttl: %v", err)
+		}
+		if q := c.Stats().StoreQueries.Load(); q != 2 {
+			t.Fatalf("store queries within the TTLs = %d, want 2", q)
+		}
+
+		time.Sleep(2 * ttl) // past both TTLs, whatever the coarse clock's tick
+		if err := verify(secret); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("cached token with the store down, past ttl: %v, want ErrUnavailable", err)
+		}
+		sw.down.Store(false)
+		if err := verify(unknown); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown token past negative_ttl: %v", err)
+		}
+		if err := verify(secret); err != nil {
+			t.Fatalf("store back: %v", err)
+		}
+		if q := c.Stats().StoreQueries.Load(); q < 4 {
+			t.Fatalf("store queries after the TTLs = %d, want the entries read again", q)
+		}
+	})
+}
