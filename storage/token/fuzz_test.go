@@ -1,4 +1,4 @@
-package storage
+package token
 
 import (
 	"hash/crc32"
@@ -25,7 +25,7 @@ func fuzzChecksum(body string) string {
 	return strings.Repeat("0", 6-len(digits)) + string(digits)
 }
 
-// fuzzRefValid is the reference of TokenFormat.Valid for a "<prefix>-" format.
+// fuzzRefValid is the reference of Format.Valid for a "<prefix>-" format.
 func fuzzRefValid(prefix, tok string) bool {
 	p := prefix + "-"
 	if !strings.HasPrefix(tok, p) || len(tok) != len(p)+43+6 {
@@ -41,11 +41,11 @@ func fuzzRefValid(prefix, tok string) bool {
 
 // fuzzFormat returns the format for prefix, or the default one when the
 // fuzzer's prefix is not a valid key_prefix.
-func fuzzFormat(t *testing.T, prefix string) (TokenFormat, string) {
-	f, err := NewTokenFormat(prefix)
+func fuzzFormat(t *testing.T, prefix string) (Format, string) {
+	f, err := NewFormat(prefix)
 	if err != nil {
-		prefix = DefaultKeyPrefix
-		if f, err = NewTokenFormat(prefix); err != nil {
+		prefix = DefaultPrefix
+		if f, err = NewFormat(prefix); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,7 +73,7 @@ func fuzzBuildToken(prefix string, seed []byte) string {
 // strings the reference accepts: prefix, exact length, base62 alphabet and
 // checksum.
 func FuzzTokenValid(f *testing.F) {
-	sk, _ := NewTokenFormat(DefaultKeyPrefix)
+	sk, _ := NewFormat(DefaultPrefix)
 	f.Add("sk", sk.Generate())
 	f.Add("sk", fuzzBuildToken("sk", []byte("seed")))
 	f.Add("live_2026", fuzzBuildToken("live_2026", []byte{0, 61, 62, 255}))
@@ -98,7 +98,7 @@ func FuzzTokenValid(f *testing.F) {
 		}
 		// The same string under the default format: no panic, same answer
 		// as the reference.
-		if got, want := sk.Valid(tok), fuzzRefValid(DefaultKeyPrefix, tok); got != want {
+		if got, want := sk.Valid(tok), fuzzRefValid(DefaultPrefix, tok); got != want {
 			t.Fatalf("format sk: Valid(%q) = %v, reference %v", tok, got, want)
 		}
 	})
@@ -140,7 +140,7 @@ func FuzzTokenFlip(f *testing.F) {
 // FuzzHint checks that Hint never panics and shows exactly the first 6 and
 // last 4 bytes, never more of the token.
 func FuzzHint(f *testing.F) {
-	sk, _ := NewTokenFormat(DefaultKeyPrefix)
+	sk, _ := NewFormat(DefaultPrefix)
 	f.Add(sk.Generate())
 	f.Add("")
 	f.Add("short")

@@ -1,4 +1,7 @@
-package storage
+// Package token is the format of Keygate's tokens: generation, the
+// checksum that rejects malformed tokens before any lookup, the SHA-256 that
+// is the only form a token is stored in, and the display hint.
+package token
 
 import (
 	"crypto/rand"
@@ -6,19 +9,19 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"math/bits"
-	"sync"
-	"time"
 	"unsafe"
 )
 
-// base62 is the token and id alphabet. Its characters are in ASCII order, so
+// Alphabet is the base62 alphabet of tokens and ids. Its characters are
+// in ASCII order, so
 // fixed-width base62 strings sort like the numbers they encode.
-const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+const Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+const base62 = Alphabet
 
 const (
-	// DefaultKeyPrefix is the token prefix used when key_prefix is not set.
-	DefaultKeyPrefix = "sk"
+	// DefaultPrefix is the token prefix used when key_prefix is not set.
+	DefaultPrefix = "sk"
 
 	randomLen   = 43 // 43 base62 characters carry 256.03 bits
 	checksumLen = 6  // 62^6 > 2^32 holds any CRC32 value
@@ -35,15 +38,15 @@ var base62Value = func() (t [256]int8) {
 	return t
 }()
 
-// TokenFormat generates and checks tokens of the form
+// Format generates and checks tokens of the form
 // <prefix>-<43 base62 random characters><6 base62 checksum characters>.
-// The zero value is not usable; use NewTokenFormat.
-type TokenFormat struct {
+// The zero value is not usable; use NewFormat.
+type Format struct {
 	prefix string // including the trailing "-"
 }
 
-// ValidateKeyPrefix reports whether p is a usable key_prefix: 1–16 of [a-z0-9_].
-func ValidateKeyPrefix(p string) error {
+// ValidatePrefix reports whether p is a usable key_prefix: 1–16 of [a-z0-9_].
+func ValidatePrefix(p string) error {
 	if len(p) < 1 || len(p) > 16 {
 		return fmt.Errorf("key prefix %q: must be 1 to 16 characters", p)
 	}
@@ -56,23 +59,23 @@ func ValidateKeyPrefix(p string) error {
 	return nil
 }
 
-// NewTokenFormat returns the format for tokens with the given prefix (without
+// NewFormat returns the format for tokens with the given prefix (without
 // the "-", which is added).
-func NewTokenFormat(prefix string) (TokenFormat, error) {
-	if err := ValidateKeyPrefix(prefix); err != nil {
-		return TokenFormat{}, err
+func NewFormat(prefix string) (Format, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return Format{}, err
 	}
-	return TokenFormat{prefix: prefix + "-"}, nil
+	return Format{prefix: prefix + "-"}, nil
 }
 
 // Prefix returns the prefix without its "-".
-func (f TokenFormat) Prefix() string { return f.prefix[:len(f.prefix)-1] }
+func (f Format) Prefix() string { return f.prefix[:len(f.prefix)-1] }
 
 // Len is the length of every token of this format.
-func (f TokenFormat) Len() int { return len(f.prefix) + randomLen + checksumLen }
+func (f Format) Len() int { return len(f.prefix) + randomLen + checksumLen }
 
 // Generate returns a new random token.
-func (f TokenFormat) Generate() string {
+func (f Format) Generate() string {
 	buf := make([]byte, f.Len())
 	copy(buf, f.prefix)
 	randomBase62(buf[len(f.prefix) : len(f.prefix)+randomLen])
@@ -84,7 +87,7 @@ func (f TokenFormat) Generate() string {
 // Valid reports whether token has this format's prefix, length, alphabet and
 // checksum. It is the check that keeps malformed tokens away from the cache
 // and the store, and does not allocate.
-func (f TokenFormat) Valid(token string) bool {
+func (f Format) Valid(token string) bool {
 	if len(token) != f.Len() || token[:len(f.prefix)] != f.prefix {
 		return false
 	}
@@ -112,8 +115,8 @@ type Hash [sha256.Size]byte
 // other nodes can drop negative cache entries for a new token.
 func (h Hash) Bits() uint16 { return binary.LittleEndian.Uint16(h[8:10]) }
 
-// HashToken returns the SHA-256 of token.
-func HashToken(token string) Hash {
+// Sum returns the SHA-256 of token.
+func Sum(token string) Hash {
 	return sha256.Sum256(stringBytes(token))
 }
 
@@ -153,69 +156,6 @@ func putBase62(dst []byte, v uint64) {
 		dst[i] = base62[v%62]
 		v /= 62
 	}
-}
-
-// Id prefixes, one per object type.
-const (
-	AccountIDPrefix = "acc_"
-	KeyIDPrefix     = "key_"
-	TokenIDPrefix   = "tok_"
-	AuditIDPrefix   = "evt_"
-)
-
-// NewID returns a new id with the given type prefix: 22 base62 characters
-// encoding a 48-bit millisecond time and 80 random bits, so ids sort by
-// creation time (in byte order, i.e. COLLATE "C"). Within one process, ids
-// made in the same millisecond count up from the first one's random bits,
-// so they sort in creation order too.
-func NewID(prefix string) string {
-	hi, lo := nextIDBits()
-	buf := make([]byte, len(prefix)+22)
-	copy(buf, prefix)
-	// 22 base62 digits of the 128-bit number hi:lo, least significant first.
-	for i := len(buf) - 1; i >= len(prefix); i-- {
-		hi, lo = divmod62(hi, lo, &buf[i])
-	}
-	return string(buf)
-}
-
-var idState struct {
-	sync.Mutex
-	ms     uint64
-	hi, lo uint64
-}
-
-// nextIDBits returns the 128 bits of the next id: ms<<80 | random80.
-func nextIDBits() (hi, lo uint64) {
-	ms := uint64(time.Now().UnixMilli())
-	idState.Lock()
-	defer idState.Unlock()
-	if ms <= idState.ms {
-		// Same (or an earlier, if the clock stepped back) millisecond:
-		// count up, carrying into the time bits if the random ones wrap.
-		idState.lo++
-		if idState.lo == 0 {
-			idState.hi++
-		}
-		return idState.hi, idState.lo
-	}
-	var raw [16]byte
-	binary.BigEndian.PutUint64(raw[:8], ms<<16)
-	_, _ = rand.Read(raw[6:]) // never fails, see randomBase62
-	idState.ms = ms
-	idState.hi, idState.lo = binary.BigEndian.Uint64(raw[:8]), binary.BigEndian.Uint64(raw[8:])
-	return idState.hi, idState.lo
-}
-
-// divmod62 divides the 128-bit number hi:lo by 62, writes the remainder's
-// digit to d and returns the quotient.
-func divmod62(hi, lo uint64, d *byte) (uint64, uint64) {
-	qhi := hi / 62
-	r := hi % 62
-	// (r<<64 + lo) / 62, split so nothing overflows 64 bits.
-	qlo, rem := bits.Div64(r, lo, 62)
-	*d = base62[rem]
-	return qhi, qlo
 }
 
 // stringBytes returns the bytes of s without copying them. The result must

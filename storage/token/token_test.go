@@ -1,4 +1,4 @@
-package storage
+package token
 
 import (
 	"hash/crc32"
@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-func mustFormat(t testing.TB, prefix string) TokenFormat {
+func mustFormat(t testing.TB, prefix string) Format {
 	t.Helper()
-	f, err := NewTokenFormat(prefix)
+	f, err := NewFormat(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,12 +116,12 @@ func TestValidRejectsMalformed(t *testing.T) {
 
 func TestKeyPrefix(t *testing.T) {
 	for _, p := range []string{"sk", "a", "x_1", "abcdefghijklmnop"} {
-		if err := ValidateKeyPrefix(p); err != nil {
+		if err := ValidatePrefix(p); err != nil {
 			t.Errorf("%q: %v", p, err)
 		}
 	}
 	for _, p := range []string{"", "SK", "s-k", "abcdefghijklmnopq", "sk ", "é"} {
-		if err := ValidateKeyPrefix(p); err == nil {
+		if err := ValidatePrefix(p); err == nil {
 			t.Errorf("%q accepted", p)
 		}
 	}
@@ -139,26 +139,9 @@ func TestHint(t *testing.T) {
 }
 
 func TestHashToken(t *testing.T) {
-	a, b := HashToken("sk-a"), HashToken("sk-b")
-	if a == b || a != HashToken("sk-a") {
-		t.Fatal("HashToken is not a deterministic function")
-	}
-}
-
-func TestNewIDSortsByTime(t *testing.T) {
-	prev := NewID(KeyIDPrefix)
-	if len(prev) != len(KeyIDPrefix)+22 || !strings.HasPrefix(prev, KeyIDPrefix) {
-		t.Fatalf("bad id %q", prev)
-	}
-	for range 5000 {
-		id := NewID(KeyIDPrefix)
-		if id == prev {
-			t.Fatalf("duplicate id %q", id)
-		}
-		if id <= prev {
-			t.Fatalf("id %q sorts before earlier %q", id, prev)
-		}
-		prev = id
+	a, b := Sum("sk-a"), Sum("sk-b")
+	if a == b || a != Sum("sk-a") {
+		t.Fatal("Sum is not a deterministic function")
 	}
 }
 
@@ -177,6 +160,6 @@ func BenchmarkHashToken(b *testing.B) {
 	tok := mustFormat(b, "sk").Generate()
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = HashToken(tok)
+		_ = Sum(tok)
 	}
 }
