@@ -81,35 +81,35 @@ type (
 )
 
 func (r *accountRecord) account() *storage.Account {
-	return &storage.Account{ID: r.ID, Name: r.Name, Kind: r.Kind, Team: r.Team, Scopes: nonNil(r.Scopes),
+	return &storage.Account{ID: r.ID, Name: r.Name, Kind: r.Kind, Team: r.Team, Scopes: r.Scopes,
 		Disabled: r.Disabled, CreatedAt: r.CreatedAt}
 }
 
 func fromAccount(a *storage.Account) *accountRecord {
-	return &accountRecord{ID: a.ID, Name: a.Name, Kind: a.Kind, Team: a.Team, Scopes: nonNil(a.Scopes),
+	return &accountRecord{ID: a.ID, Name: a.Name, Kind: a.Kind, Team: a.Team, Scopes: a.Scopes,
 		Disabled: a.Disabled, CreatedAt: a.CreatedAt}
 }
 
 func (r *keyRecord) key() *storage.Key {
 	return &storage.Key{ID: r.ID, AccountID: r.Account, Name: r.Name, Description: r.Description,
-		Tags: tags(r.Tags), Scopes: r.Scopes, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy}
+		Tags: r.Tags, Scopes: r.Scopes, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy}
 }
 
 func fromKey(k *storage.Key) *keyRecord {
 	return &keyRecord{ID: k.ID, Account: k.AccountID, Name: k.Name, Description: k.Description,
-		Tags: tags(k.Tags), Scopes: k.Scopes, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy}
+		Tags: k.Tags, Scopes: k.Scopes, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy}
 }
 
 func (r *tokenRecord) token() *storage.TokenRecord {
 	t := &storage.TokenRecord{Token: storage.Token{ID: r.ID, KeyID: r.Key, Name: r.Name, Description: r.Description,
-		Tags: tags(r.Tags), Hint: r.Hint, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt, LastUsedAt: r.LastUsedAt,
+		Tags: r.Tags, Hint: r.Hint, ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt, LastUsedAt: r.LastUsedAt,
 		RotatedTo: r.RotatedTo, RotatedAt: r.RotatedAt}}
 	copy(t.Hash[:], r.Hash)
 	return t
 }
 
 func fromToken(t *storage.TokenRecord) *tokenRecord {
-	return &tokenRecord{ID: t.ID, Key: t.KeyID, Name: t.Name, Description: t.Description, Tags: tags(t.Tags),
+	return &tokenRecord{ID: t.ID, Key: t.KeyID, Name: t.Name, Description: t.Description, Tags: t.Tags,
 		Hint: t.Hint, ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt,
 		RotatedTo: t.RotatedTo, RotatedAt: t.RotatedAt, Hash: t.Hash[:]}
 }
@@ -140,16 +140,4 @@ func put(b *bbolt.Bucket, key []byte, v any) error {
 
 func indexKey(parent, child string) []byte { return []byte(parent + "\x00" + child) }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
 
-func tags(t map[string]string) map[string]string {
-	if t == nil {
-		return map[string]string{}
-	}
-	return t
-}

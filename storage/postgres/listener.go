@@ -1,4 +1,4 @@
-package storage
+package postgres
 
 import (
 	"context"
@@ -7,20 +7,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// ListenHooks receive what a change listener sees.
-type ListenHooks struct {
-	// Notice is called with every change committed by any node on the
-	// store's schema (this node's included).
-	Notice func(Invalidation)
-	// Connected is called after every (re)connection, once listening:
-	// notices sent while the listener was away are lost, so everything
-	// cached before must be forgotten.
-	Connected func()
-	// Disconnected is called when the listening connection fails.
-	Disconnected func(error)
-}
+	"github.com/keygate/keygate/storage"
+)
 
 // Listener timing.
 const (
@@ -29,13 +18,13 @@ const (
 	listenMaxBackoff = 2 * time.Second
 )
 
-// Listen holds a dedicated connection that LISTENs for change notices and
-// delivers them to hooks until ctx ends. It reconnects by itself, with
-// backoff, whenever the connection fails. It returns when ctx is done.
-func (s *Postgres) Listen(ctx context.Context, hooks ListenHooks) {
+// Listen implements storage.Listener: a dedicated connection LISTENs for
+// change notices on the backend's schema and delivers them to hooks until
+// ctx ends, reconnecting with backoff whenever the connection fails.
+func (b *Backend) Listen(ctx context.Context, hooks storage.ListenHooks) {
 	backoff := listenMinBackoff
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx, hooks, func() { backoff = listenMinBackoff })
+		err := b.listenOnce(ctx, hooks, func() { backoff = listenMinBackoff })
 		if ctx.Err() != nil {
 			return
 		}
@@ -53,8 +42,8 @@ func (s *Postgres) Listen(ctx context.Context, hooks ListenHooks) {
 
 // listenOnce connects, listens and delivers notices until the connection
 // fails or ctx ends.
-func (s *Postgres) listenOnce(ctx context.Context, hooks ListenHooks, connected func()) error {
-	cfg := s.pool.Config().ConnConfig.Copy()
+func (b *Backend) listenOnce(ctx context.Context, hooks storage.ListenHooks, connected func()) error {
+	cfg := b.pool.Config().ConnConfig.Copy()
 	connectCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	conn, err := pgx.ConnectConfig(connectCtx, cfg)
 	cancel()
@@ -76,8 +65,8 @@ func (s *Postgres) listenOnce(ctx context.Context, hooks ListenHooks, connected 
 		switch {
 		case err == nil:
 			var msg notice
-			if json.Unmarshal([]byte(n.Payload), &msg) == nil && msg.Schema == s.schema && hooks.Notice != nil {
-				hooks.Notice(msg.Invalidation)
+			if json.Unmarshal([]byte(n.Payload), &msg) == nil && msg.Schema == b.schema && hooks.Notice != nil {
+				hooks.Notice(storage.Invalidation{Tokens: msg.Tokens, Keys: msg.Keys, Accounts: msg.Accounts, HashBits: msg.HashBits})
 			}
 		case ctx.Err() != nil:
 			return ctx.Err()

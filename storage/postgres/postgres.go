@@ -1,9 +1,13 @@
-package storage
+// Package postgres is Keygate's PostgreSQL backend, for gateways that
+// share one store. It only stores records; the rules are the keystore's
+// (package storage). Changes are announced to other nodes with NOTIFY
+// inside their transaction and followed with LISTEN. Its Caddy module is
+// apikeys.storage.postgres.
+package postgres
 
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -14,14 +18,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keygate/keygate/internal/scope"
+	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // DefaultSchema is the PostgreSQL schema Keygate uses when none is set.
@@ -44,18 +48,15 @@ func ValidateSchema(name string) error {
 	return nil
 }
 
-// Postgres is the Store on a PostgreSQL database.
-type Postgres struct {
+// Backend is the store on a PostgreSQL database.
+type Backend struct {
 	pool   *pgxpool.Pool
 	schema string
-
-	mu       sync.RWMutex
-	onChange []func(Invalidation)
 }
 
-// OpenPostgres connects to the database at dsn, applies pending migrations
-// to schema under an advisory lock, and returns the store.
-func OpenPostgres(ctx context.Context, dsn, schema string) (*Postgres, error) {
+// Open connects to the database at dsn, applies pending migrations to
+// schema under an advisory lock, and returns the backend.
+func Open(ctx context.Context, dsn, schema string) (*Backend, error) {
 	if err := ValidateSchema(schema); err != nil {
 		return nil, err
 	}
@@ -73,12 +74,12 @@ func OpenPostgres(ctx context.Context, dsn, schema string) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to postgres: %w", err)
 	}
-	s := &Postgres{pool: pool, schema: schema}
-	if err := s.migrate(ctx); err != nil {
+	b := &Backend{pool: pool, schema: schema}
+	if err := b.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	return s, nil
+	return b, nil
 }
 
 func redactDSNError(err error) error {
@@ -92,24 +93,24 @@ func redactDSNError(err error) error {
 // migrate applies the embedded migrations not yet recorded in
 // schema_migrations. A session-level advisory lock per schema makes
 // gateways that start together apply each migration exactly once.
-func (s *Postgres) migrate(ctx context.Context) error {
-	conn, err := s.pool.Acquire(ctx)
+func (b *Backend) migrate(ctx context.Context) error {
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("connecting to postgres: %w", err)
 	}
 	defer conn.Release()
 
 	h := fnv.New64a()
-	h.Write([]byte("keygate migrations " + s.schema))
+	h.Write([]byte("keygate migrations " + b.schema))
 	lockID := int64(h.Sum64())
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockID); err != nil {
 		return fmt.Errorf("taking migration lock: %w", err)
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockID) //nolint:errcheck // the lock also ends with the session
 
-	ident := pgx.Identifier{s.schema}.Sanitize()
+	ident := pgx.Identifier{b.schema}.Sanitize()
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+ident); err != nil {
-		return fmt.Errorf("creating schema %s: %w", s.schema, err)
+		return fmt.Errorf("creating schema %s: %w", b.schema, err)
 	}
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+ident+`.schema_migrations (
 		version    integer PRIMARY KEY,
@@ -151,37 +152,44 @@ func (s *Postgres) migrate(ctx context.Context) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("applying migration %s to schema %s: %w", base, s.schema, err)
+			return fmt.Errorf("applying migration %s to schema %s: %w", base, b.schema, err)
 		}
 	}
 	return nil
 }
 
-// Schema returns the PostgreSQL schema the store uses.
-func (s *Postgres) Schema() string { return s.schema }
-
-// Pool returns the store's connection pool.
-func (s *Postgres) Pool() *pgxpool.Pool { return s.pool }
-
 // Close closes the connection pool.
-func (s *Postgres) Close() { s.pool.Close() }
-
-// OnChange implements Store.
-func (s *Postgres) OnChange(fn func(Invalidation)) {
-	s.mu.Lock()
-	s.onChange = append(s.onChange, fn)
-	s.mu.Unlock()
+func (b *Backend) Close() error {
+	b.pool.Close()
+	return nil
 }
 
-// LookupToken implements Store. A failure that looks like a dropped
-// connection is retried once: after a database restart, the first query on
-// each stale pooled connection fails.
-func (s *Postgres) LookupToken(ctx context.Context, hash Hash) (*Credential, error) {
-	cred, err := s.lookupToken(ctx, hash)
-	if err != nil && !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
-		cred, err = s.lookupToken(ctx, hash)
+// maxAttempts bounds the runs of one Update that PostgreSQL aborts for a
+// deadlock or a serialization failure.
+const maxAttempts = 5
+
+// Update implements storage.Backend. Reads in fn lock the rows they find
+// (SELECT … FOR UPDATE), so Updates that read the same record run one
+// after the other; one that PostgreSQL aborts for a deadlock runs again.
+func (b *Backend) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	var err error
+	for range maxAttempts {
+		err = pgx.BeginFunc(ctx, b.pool, func(ptx pgx.Tx) error {
+			return fn(&tx{ctx: ctx, tx: ptx, lock: " FOR UPDATE", schema: b.schema})
+		})
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
+			break
+		}
 	}
-	return cred, err
+	return wrapErr("writing", err)
+}
+
+// View implements storage.Backend: one read-only snapshot.
+func (b *Backend) View(ctx context.Context, fn func(storage.Tx) error) error {
+	err := pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(ptx pgx.Tx) error { return fn(&tx{ctx: ctx, tx: ptx, schema: b.schema}) })
+	return wrapErr("reading", err)
 }
 
 const lookupTokenSQL = `
@@ -191,56 +199,67 @@ JOIN keys k ON k.id = t.key_id
 JOIN accounts a ON a.id = k.account_id
 WHERE t.hash = $1`
 
-func (s *Postgres) lookupToken(ctx context.Context, hash Hash) (*Credential, error) {
-	var (
-		c             Credential
-		expiresAt     *time.Time
-		keyScopes     []string
-		accountScopes []string
-	)
-	err := s.pool.QueryRow(ctx, lookupTokenSQL, hash[:]).Scan(
-		&c.TokenID, &expiresAt, &c.KeyID, &keyScopes, &c.AccountID, &c.AccountName, &c.Team, &accountScopes, &c.Disabled)
+// LookupToken implements storage.Backend with one query. A failure that
+// looks like a dropped connection is retried once: after a database
+// restart, the first query on each stale pooled connection fails.
+func (b *Backend) LookupToken(ctx context.Context, hash token.Hash) (*storage.Lookup, error) {
+	l, err := b.lookupToken(ctx, hash)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) && ctx.Err() == nil {
+		l, err = b.lookupToken(ctx, hash)
+	}
+	return l, err
+}
+
+func (b *Backend) lookupToken(ctx context.Context, hash token.Hash) (*storage.Lookup, error) {
+	var l storage.Lookup
+	a := &l.Account
+	err := b.pool.QueryRow(ctx, lookupTokenSQL, hash[:]).Scan(
+		&l.TokenID, &l.ExpiresAt, &l.KeyID, &l.KeyScopes, &a.ID, &a.Name, &a.Team, &a.Scopes, &a.Disabled)
 	if err != nil {
 		return nil, wrapErr("looking up token", err)
 	}
-	if expiresAt != nil {
-		c.ExpiresAt = *expiresAt
-	}
-	c.Scopes = effectiveScopes(keyScopes, accountScopes)
-	c.JoinedScopes = scope.Join(c.Scopes)
-	return &c, nil
+	l.ExpiresAt = utcPtr(l.ExpiresAt)
+	return &l, nil
 }
 
-// effectiveScopes is what a key holds: its own scopes intersected with its
-// account's, or the account's when the key has none of its own.
-func effectiveScopes(keyScopes, accountScopes []string) []string {
-	if keyScopes == nil {
-		return scope.Normalize(accountScopes)
+// RecordUse implements storage.Backend, in one statement.
+func (b *Backend) RecordUse(ctx context.Context, uses map[string]time.Time) error {
+	ids := make([]string, 0, len(uses))
+	ats := make([]time.Time, 0, len(uses))
+	for id, at := range uses {
+		ids = append(ids, id)
+		ats = append(ats, at)
 	}
-	return scope.Intersect(keyScopes, accountScopes)
+	_, err := b.pool.Exec(ctx, `UPDATE tokens t SET last_used_at = u.at
+		FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
+		WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)`, ids, ats)
+	return wrapErr("recording token use", err)
 }
 
-// wrapErr maps driver errors to the package's errors, with context.
+// wrapErr maps driver errors to the storage errors, with context.
 func wrapErr(what string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if isWrapped(err) {
+		return err
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
+		return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "23505": // unique_violation
-			return fmt.Errorf("%s: %w", what, ErrConflict)
+			return fmt.Errorf("%s: %w", what, storage.ErrConflict)
 		case "23503": // foreign_key_violation
-			return fmt.Errorf("%s: %w", what, ErrNotFound)
+			return fmt.Errorf("%s: %w", what, storage.ErrNotFound)
 		}
 		if strings.HasPrefix(pgErr.Code, "22") { // data exception: bad bytes, out of range
-			return fmt.Errorf("%s: %w", what, ErrInvalid)
+			return fmt.Errorf("%s: %w", what, storage.ErrInvalid)
 		}
 		if strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57") {
-			return fmt.Errorf("%s: %w: %v", what, ErrUnavailable, err)
+			return fmt.Errorf("%s: %w: %v", what, storage.ErrUnavailable, err)
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -248,313 +267,17 @@ func wrapErr(what string, err error) error {
 	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || // the connection dropped mid-message
 		strings.Contains(err.Error(), "connect") || strings.Contains(err.Error(), "closed") {
-		return fmt.Errorf("%s: %w: %v", what, ErrUnavailable, err)
+		return fmt.Errorf("%s: %w: %v", what, storage.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// change runs fn in a transaction that also announces the returned
-// invalidation with NOTIFY, and after the commit tells this node's listeners.
-func (s *Postgres) change(ctx context.Context, what string, fn func(pgx.Tx) (Invalidation, error)) error {
-	var inv Invalidation
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		if inv, err = fn(tx); err != nil {
-			return err
-		}
-		if len(inv.Tokens)+len(inv.Keys)+len(inv.Accounts)+len(inv.Hashes) == 0 {
-			return nil
-		}
-		for _, h := range inv.Hashes {
-			inv.HashBits = append(inv.HashBits, h.Bits())
-		}
-		payload, err := json.Marshal(notice{Schema: s.schema, Invalidation: inv})
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
-		return err
-	})
-	if err != nil {
-		if isWrapped(err) {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		return wrapErr(what, err)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, fn := range s.onChange {
-		fn(inv)
-	}
-	return nil
-}
-
-// notice is the NOTIFY payload.
-type notice struct {
-	Schema string `json:"schema"`
-	Invalidation
-}
-
+// isWrapped reports whether err already says what kind it is, such as a
+// rule's answer from inside a transaction.
 func isWrapped(err error) bool {
-	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalid)
-}
-
-// insertAudit records one mutation, in its transaction. account is the
-// account the target belongs to, so callers limited to one account can
-// read its events.
-func insertAudit(ctx context.Context, tx pgx.Tx, actor, action, target, account string, details map[string]any) error {
-	if details == nil {
-		details = map[string]any{}
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO audit_events (id, actor, action, target, account_id, details) VALUES ($1, $2, $3, $4, $5, $6)`,
-		NewID(AuditIDPrefix), actor, action, target, account, details)
-	return wrapErr("recording audit event", err)
-}
-
-const accountColumns = `id, name, kind, team, scopes, disabled, created_at`
-
-func scanAccount(row pgx.Row, a *Account) error {
-	if err := row.Scan(&a.ID, &a.Name, &a.Kind, &a.Team, &a.Scopes, &a.Disabled, &a.CreatedAt); err != nil {
-		return err
-	}
-	a.CreatedAt = a.CreatedAt.UTC()
-	if a.Scopes == nil {
-		a.Scopes = []string{}
-	}
-	return nil
-}
-
-// CreateAccount implements Store. It sets a.ID (when empty) and a.CreatedAt.
-func (s *Postgres) CreateAccount(ctx context.Context, actor string, a *Account) error {
-	if a.ID == "" {
-		a.ID = NewID(AccountIDPrefix)
-	}
-	if a.Scopes == nil {
-		a.Scopes = []string{}
-	}
-	return s.change(ctx, "creating account", func(tx pgx.Tx) (Invalidation, error) {
-		err := tx.QueryRow(ctx, `INSERT INTO accounts (id, name, kind, team, scopes, disabled)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at`,
-			a.ID, a.Name, a.Kind, a.Team, a.Scopes, a.Disabled).Scan(&a.CreatedAt)
-		if err != nil {
-			return Invalidation{}, wrapErr("inserting account", err)
-		}
-		a.CreatedAt = a.CreatedAt.UTC()
-		return Invalidation{}, insertAudit(ctx, tx, actor, "account.create", a.ID, a.ID, map[string]any{
-			"name": a.Name, "kind": a.Kind, "team": a.Team, "scopes": a.Scopes, "disabled": a.Disabled,
-		})
-	})
-}
-
-// GetAccount implements Store.
-func (s *Postgres) GetAccount(ctx context.Context, ref string) (*Account, error) {
-	var a Account
-	err := scanAccount(s.pool.QueryRow(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = $1 OR name = $1`, ref), &a)
-	if err != nil {
-		return nil, wrapErr("loading account "+ref, err)
-	}
-	return &a, nil
-}
-
-// ListAccounts implements Store.
-func (s *Postgres) ListAccounts(ctx context.Context, opts ListOptions) ([]Account, string, error) {
-	limit := pageSize(opts.Limit)
-	rows, err := s.pool.Query(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id > $1 ORDER BY id LIMIT $2`,
-		opts.After, limit+1)
-	if err != nil {
-		return nil, "", wrapErr("listing accounts", err)
-	}
-	defer rows.Close()
-	accounts := []Account{}
-	for rows.Next() {
-		var a Account
-		if err := scanAccount(rows, &a); err != nil {
-			return nil, "", wrapErr("listing accounts", err)
-		}
-		accounts = append(accounts, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", wrapErr("listing accounts", err)
-	}
-	accounts, next := cutPage(accounts, limit, func(a Account) string { return a.ID })
-	return accounts, next, nil
-}
-
-// UpdateAccount implements Store.
-func (s *Postgres) UpdateAccount(ctx context.Context, actor, id string, p AccountPatch) (*Account, error) {
-	var a Account
-	var scopes []string
-	if p.Scopes != nil {
-		scopes = *p.Scopes
-		if scopes == nil {
-			scopes = []string{}
-		}
-	}
-	err := s.change(ctx, "updating account "+id, func(tx pgx.Tx) (Invalidation, error) {
-		err := scanAccount(tx.QueryRow(ctx, `UPDATE accounts SET
-				name = coalesce($2, name), team = coalesce($3, team),
-				scopes = coalesce($4, scopes), disabled = coalesce($5, disabled), updated_at = now()
-			WHERE id = $1 RETURNING `+accountColumns, id, p.Name, p.Team, scopes, p.Disabled), &a)
-		if err != nil {
-			return Invalidation{}, wrapErr("updating account", err)
-		}
-		details := map[string]any{}
-		if p.Name != nil {
-			details["name"] = *p.Name
-		}
-		if p.Team != nil {
-			details["team"] = *p.Team
-		}
-		if p.Scopes != nil {
-			details["scopes"] = a.Scopes
-		}
-		if p.Disabled != nil {
-			details["disabled"] = *p.Disabled
-		}
-		if err := insertAudit(ctx, tx, actor, "account.update", id, id, details); err != nil {
-			return Invalidation{}, err
-		}
-		return Invalidation{Accounts: []string{id}}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &a, nil
-}
-
-// CreateKey implements Store. It sets the ids (when empty) and creation
-// times of k and first, and appends first to k.Tokens.
-func (s *Postgres) CreateKey(ctx context.Context, actor string, k *Key, first *NewToken) error {
-	newKeyIDs(actor, k, first)
-	return s.change(ctx, "creating key", func(tx pgx.Tx) (Invalidation, error) {
-		var accountScopes []string
-		err := tx.QueryRow(ctx, `INSERT INTO keys (id, account_id, name, description, tags, scopes, created_by)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
-			RETURNING created_at, (SELECT scopes FROM accounts WHERE id = $2)`,
-			k.ID, k.AccountID, k.Name, k.Description, tagsOrEmpty(k.Tags), k.Scopes, actor).Scan(&k.CreatedAt, &accountScopes)
-		if err != nil {
-			return Invalidation{}, wrapErr("inserting key", err)
-		}
-		k.CreatedAt = k.CreatedAt.UTC()
-		k.EffectiveScopes = effectiveScopes(k.Scopes, accountScopes)
-		if err := insertToken(ctx, tx, first); err != nil {
-			return Invalidation{}, err
-		}
-		k.Tokens = append(k.Tokens, first.Token)
-		err = insertAudit(ctx, tx, actor, "key.create", k.ID, k.AccountID, map[string]any{
-			"account": k.AccountID, "name": k.Name, "scopes": k.Scopes, "tags": tagsOrEmpty(k.Tags), "token": first.ID,
-		})
-		return Invalidation{Hashes: []Hash{first.Hash}}, err
-	})
-}
-
-func insertToken(ctx context.Context, tx pgx.Tx, t *NewToken) error {
-	err := tx.QueryRow(ctx, `INSERT INTO tokens (id, key_id, hash, hint, name, description, tags, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at`,
-		t.ID, t.KeyID, t.Hash[:], t.Hint, t.Name, t.Description, tagsOrEmpty(t.Tags), t.ExpiresAt).Scan(&t.CreatedAt)
-	t.CreatedAt = t.CreatedAt.UTC()
-	return wrapErr("inserting token", err)
-}
-
-func tagsOrEmpty(tags map[string]string) map[string]string {
-	if tags == nil {
-		return map[string]string{}
-	}
-	return tags
-}
-
-const keyColumns = `k.id, k.account_id, k.name, k.description, k.tags, k.scopes, k.created_at, k.created_by, a.scopes`
-
-func scanKey(row pgx.Row, k *Key) error {
-	var accountScopes []string
-	if err := row.Scan(&k.ID, &k.AccountID, &k.Name, &k.Description, &k.Tags, &k.Scopes,
-		&k.CreatedAt, &k.CreatedBy, &accountScopes); err != nil {
-		return err
-	}
-	k.CreatedAt = k.CreatedAt.UTC()
-	k.EffectiveScopes = effectiveScopes(k.Scopes, accountScopes)
-	return nil
-}
-
-// GetKey implements Store.
-func (s *Postgres) GetKey(ctx context.Context, id string) (*Key, error) {
-	var k Key
-	err := scanKey(s.pool.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = $1`, id), &k)
-	if err != nil {
-		return nil, wrapErr("loading key "+id, err)
-	}
-	keys := []Key{k}
-	if err := s.loadTokens(ctx, keys); err != nil {
-		return nil, err
-	}
-	return &keys[0], nil
-}
-
-// ListKeys implements Store.
-func (s *Postgres) ListKeys(ctx context.Context, f KeyFilter) ([]Key, string, error) {
-	limit := pageSize(f.Limit)
-	var tags map[string]string
-	if len(f.Tags) > 0 {
-		tags = f.Tags
-	}
-	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM keys k JOIN accounts a ON a.id = k.account_id
-		WHERE k.id > $1 AND ($2 = '' OR k.account_id = $2) AND ($3::jsonb IS NULL OR k.tags @> $3::jsonb)
-		ORDER BY k.id LIMIT $4`, f.After, f.AccountID, tags, limit+1)
-	if err != nil {
-		return nil, "", wrapErr("listing keys", err)
-	}
-	defer rows.Close()
-	keys := []Key{}
-	for rows.Next() {
-		var k Key
-		if err := scanKey(rows, &k); err != nil {
-			return nil, "", wrapErr("listing keys", err)
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", wrapErr("listing keys", err)
-	}
-	keys, next := cutPage(keys, limit, func(k Key) string { return k.ID })
-	if err := s.loadTokens(ctx, keys); err != nil {
-		return nil, "", err
-	}
-	return keys, next, nil
-}
-
-// loadTokens fills the Tokens of keys with one query.
-func (s *Postgres) loadTokens(ctx context.Context, keys []Key) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	ids := make([]string, len(keys))
-	index := make(map[string]int, len(keys))
-	for i := range keys {
-		ids[i] = keys[i].ID
-		index[keys[i].ID] = i
-		keys[i].Tokens = []Token{}
-	}
-	rows, err := s.pool.Query(ctx, `SELECT id, key_id, name, description, tags, hint, expires_at, created_at,
-			last_used_at, coalesce(rotated_to, ''), rotated_at
-		FROM tokens WHERE key_id = ANY($1) ORDER BY id`, ids)
-	if err != nil {
-		return wrapErr("loading tokens", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var t Token
-		if err := rows.Scan(&t.ID, &t.KeyID, &t.Name, &t.Description, &t.Tags, &t.Hint, &t.ExpiresAt,
-			&t.CreatedAt, &t.LastUsedAt, &t.RotatedTo, &t.RotatedAt); err != nil {
-			return wrapErr("loading tokens", err)
-		}
-		t.CreatedAt = t.CreatedAt.UTC()
-		t.ExpiresAt = utcPtr(t.ExpiresAt)
-		t.LastUsedAt = utcPtr(t.LastUsedAt)
-		t.RotatedAt = utcPtr(t.RotatedAt)
-		k := &keys[index[t.KeyID]]
-		k.Tokens = append(k.Tokens, t)
-	}
-	return wrapErr("loading tokens", rows.Err())
+	var e *storage.Error
+	return errors.As(err, &e) || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrConflict) ||
+		errors.Is(err, storage.ErrUnavailable) || errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrForbidden)
 }
 
 func utcPtr(t *time.Time) *time.Time {
@@ -565,37 +288,8 @@ func utcPtr(t *time.Time) *time.Time {
 	return &u
 }
 
-// DeleteKey implements Store.
-func (s *Postgres) DeleteKey(ctx context.Context, actor, id string) error {
-	return s.change(ctx, "deleting key "+id, func(tx pgx.Tx) (Invalidation, error) {
-		var account string
-		if err := tx.QueryRow(ctx, `DELETE FROM keys WHERE id = $1 RETURNING account_id`, id).Scan(&account); err != nil {
-			return Invalidation{}, wrapErr("deleting key", err)
-		}
-		err := insertAudit(ctx, tx, actor, "key.delete", id, account, nil)
-		return Invalidation{Keys: []string{id}}, err
-	})
-}
-
-func pageSize(limit int) int {
-	switch {
-	case limit <= 0:
-		return DefaultPageSize
-	case limit > MaxPageSize:
-		return MaxPageSize
-	}
-	return limit
-}
-
-// cutPage trims a result fetched with limit+1 rows to limit and returns the
-// cursor of the next page, or "" on the last.
-func cutPage[T any](items []T, limit int, id func(T) string) ([]T, string) {
-	if len(items) <= limit {
-		return items, ""
-	}
-	items = items[:limit]
-	return items, id(items[limit-1])
-}
-
-// Interface guard
-var _ Store = (*Postgres)(nil)
+// Interface guards
+var (
+	_ storage.Backend  = (*Backend)(nil)
+	_ storage.Listener = (*Backend)(nil)
+)

@@ -1,279 +1,247 @@
-package storage
+package postgres
 
 import (
 	"context"
-	"fmt"
-	"time"
+	"encoding/json"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
-// DeleteAccount implements Store.
-func (s *Postgres) DeleteAccount(ctx context.Context, actor, id string) error {
-	return s.change(ctx, "deleting account "+id, func(tx pgx.Tx) (Invalidation, error) {
-		var name string
-		if err := tx.QueryRow(ctx, `DELETE FROM accounts WHERE id = $1 RETURNING name`, id).Scan(&name); err != nil {
-			return Invalidation{}, wrapErr("deleting account", err)
-		}
-		err := insertAudit(ctx, tx, actor, "account.delete", id, id, map[string]any{"name": name})
-		return Invalidation{Accounts: []string{id}}, err
-	})
+// tx is a storage.Tx on one PostgreSQL transaction. In an Update, lock is
+// " FOR UPDATE": every row read stays locked until the commit.
+type tx struct {
+	ctx    context.Context
+	tx     pgx.Tx
+	lock   string
+	schema string
 }
 
-// UpdateKey implements Store.
-func (s *Postgres) UpdateKey(ctx context.Context, actor, id string, p KeyPatch) (*Key, error) {
-	var k Key
-	err := s.change(ctx, "updating key "+id, func(tx pgx.Tx) (Invalidation, error) {
-		var tags map[string]string
-		if p.Tags != nil {
-			tags = tagsOrEmpty(*p.Tags)
-		}
-		var scopes []string
-		if p.Scopes != nil {
-			scopes = nonNilScopes(*p.Scopes)
-		}
-		err := scanKey(tx.QueryRow(ctx, `WITH k AS (
-				UPDATE keys SET name = coalesce($2, name), description = coalesce($3, description),
-					tags = coalesce($4, tags),
-					scopes = CASE WHEN $6 THEN NULL ELSE coalesce($5, scopes) END,
-					updated_at = now()
-				WHERE id = $1 RETURNING *)
-			SELECT `+keyColumns+` FROM k JOIN accounts a ON a.id = k.account_id`,
-			id, p.Name, p.Description, tags, scopes, p.InheritScopes), &k)
-		if err != nil {
-			return Invalidation{}, wrapErr("updating key", err)
-		}
-		details := map[string]any{}
-		p.audit(details)
-		if p.Scopes != nil || p.InheritScopes {
-			details["scopes"] = k.Scopes
-		}
-		if err := insertAudit(ctx, tx, actor, "key.update", id, k.AccountID, details); err != nil {
-			return Invalidation{}, err
-		}
-		return Invalidation{Keys: []string{id}}, nil
-	})
+const accountColumns = `id, name, kind, team, scopes, disabled, created_at`
+
+func scanAccount(row pgx.Row) (*storage.Account, error) {
+	var a storage.Account
+	if err := row.Scan(&a.ID, &a.Name, &a.Kind, &a.Team, &a.Scopes, &a.Disabled, &a.CreatedAt); err != nil {
+		return nil, err
+	}
+	a.CreatedAt = a.CreatedAt.UTC()
+	if a.Scopes == nil {
+		a.Scopes = []string{}
+	}
+	return &a, nil
+}
+
+// one reads one row with scan.
+func one[T any](t *tx, what string, scan func(pgx.Row) (*T, error), sql string, args ...any) (*T, error) {
+	v, err := scan(t.tx.QueryRow(t.ctx, sql+t.lock, args...))
+	return v, wrapErr(what, err)
+}
+
+// many reads rows with scan.
+func many[T any](t *tx, what string, scan func(pgx.Row) (*T, error), sql string, args ...any) ([]T, error) {
+	rows, err := t.tx.Query(t.ctx, sql+t.lock, args...)
 	if err != nil {
-		return nil, err
+		return nil, wrapErr(what, err)
 	}
-	keys := []Key{k}
-	if err := s.loadTokens(ctx, keys); err != nil {
-		return nil, err
-	}
-	return &keys[0], nil
-}
-
-func nonNilScopes(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-// keyAccount locks the key's row for the rest of tx, so concurrent token
-// changes on one key run one after another, and returns its account.
-func keyAccount(ctx context.Context, tx pgx.Tx, keyID string) (string, error) {
-	var account string
-	err := tx.QueryRow(ctx, `SELECT account_id FROM keys WHERE id = $1 FOR UPDATE`, keyID).Scan(&account)
-	return account, wrapErr("loading key "+keyID, err)
-}
-
-// CreateToken implements Store. It sets t.ID (when empty) and t.CreatedAt.
-func (s *Postgres) CreateToken(ctx context.Context, actor string, t *NewToken) error {
-	if t.ID == "" {
-		t.ID = NewID(TokenIDPrefix)
-	}
-	return s.change(ctx, "creating token", func(tx pgx.Tx) (Invalidation, error) {
-		account, err := keyAccount(ctx, tx, t.KeyID)
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
 		if err != nil {
-			return Invalidation{}, err
+			return nil, wrapErr(what, err)
 		}
-		if err := insertToken(ctx, tx, t); err != nil {
-			return Invalidation{}, err
-		}
-		err = insertAudit(ctx, tx, actor, "token.create", t.ID, account, map[string]any{
-			"key": t.KeyID, "name": t.Name, "tags": tagsOrEmpty(t.Tags), "expires_at": t.ExpiresAt,
-		})
-		return Invalidation{Hashes: []Hash{t.Hash}}, err
-	})
+		out = append(out, *v)
+	}
+	return out, wrapErr(what, rows.Err())
 }
 
-const tokenColumns = `id, key_id, name, description, tags, hint, expires_at, created_at, last_used_at, coalesce(rotated_to, ''), rotated_at`
-
-func scanToken(row pgx.Row, t *Token) error {
-	if err := row.Scan(&t.ID, &t.KeyID, &t.Name, &t.Description, &t.Tags, &t.Hint, &t.ExpiresAt,
-		&t.CreatedAt, &t.LastUsedAt, &t.RotatedTo, &t.RotatedAt); err != nil {
-		return err
+// exec runs a statement; one that must touch a row and touches none is
+// ErrNotFound.
+func (t *tx) exec(what string, mustTouch bool, sql string, args ...any) error {
+	tag, err := t.tx.Exec(t.ctx, sql, args...)
+	if err != nil {
+		return wrapErr(what, err)
 	}
-	t.CreatedAt = t.CreatedAt.UTC()
-	t.ExpiresAt = utcPtr(t.ExpiresAt)
-	t.LastUsedAt = utcPtr(t.LastUsedAt)
-	t.RotatedAt = utcPtr(t.RotatedAt)
+	if mustTouch && tag.RowsAffected() == 0 {
+		return wrapErr(what, pgx.ErrNoRows)
+	}
 	return nil
 }
 
-// UpdateToken implements Store.
-func (s *Postgres) UpdateToken(ctx context.Context, actor, keyID, tokenID string, p TokenPatch) (*Token, error) {
-	var t Token
-	err := s.change(ctx, "updating token "+tokenID, func(tx pgx.Tx) (Invalidation, error) {
-		account, err := keyAccount(ctx, tx, keyID)
-		if err != nil {
-			return Invalidation{}, err
-		}
-		var tags map[string]string
-		if p.Tags != nil {
-			tags = tagsOrEmpty(*p.Tags)
-		}
-		err = scanToken(tx.QueryRow(ctx, `UPDATE tokens SET name = coalesce($3, name),
-				description = coalesce($4, description), tags = coalesce($5, tags),
-				expires_at = CASE WHEN $7 THEN NULL ELSE coalesce($6, expires_at) END
-			WHERE id = $1 AND key_id = $2 RETURNING `+tokenColumns,
-			tokenID, keyID, p.Name, p.Description, tags, p.ExpiresAt, p.ClearExpiry), &t)
-		if err != nil {
-			return Invalidation{}, wrapErr("updating token", err)
-		}
-		details := map[string]any{"key": keyID}
-		p.audit(details)
-		if p.ExpiresAt != nil || p.ClearExpiry {
-			details["expires_at"] = t.ExpiresAt
-		}
-		if err := insertAudit(ctx, tx, actor, "token.update", tokenID, account, details); err != nil {
-			return Invalidation{}, err
-		}
-		return Invalidation{Tokens: []string{tokenID}}, nil
-	})
-	if err != nil {
+// Account implements storage.Tx.
+func (t *tx) Account(id string) (*storage.Account, error) {
+	return one(t, "loading account", scanAccount, `SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id)
+}
+
+// AccountByName implements storage.Tx.
+func (t *tx) AccountByName(name string) (*storage.Account, error) {
+	return one(t, "loading account", scanAccount, `SELECT `+accountColumns+` FROM accounts WHERE name = $1`, name)
+}
+
+// Accounts implements storage.Tx.
+func (t *tx) Accounts(after string, limit int) ([]storage.Account, error) {
+	return many(t, "listing accounts", scanAccount,
+		`SELECT `+accountColumns+` FROM accounts WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+}
+
+// PutAccount implements storage.Tx.
+func (t *tx) PutAccount(a *storage.Account) error {
+	return t.exec("writing account", false, `INSERT INTO accounts (id, name, kind, team, scopes, disabled, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (id) DO UPDATE SET name = $2, kind = $3, team = $4, scopes = $5, disabled = $6,
+			created_at = $7, updated_at = now()`,
+		a.ID, a.Name, a.Kind, a.Team, a.Scopes, a.Disabled, a.CreatedAt)
+}
+
+// DeleteAccount implements storage.Tx.
+func (t *tx) DeleteAccount(id string) error {
+	return t.exec("deleting account", true, `DELETE FROM accounts WHERE id = $1`, id)
+}
+
+const keyColumns = `id, account_id, name, description, tags, scopes, created_at, created_by`
+
+func scanKey(row pgx.Row) (*storage.Key, error) {
+	var k storage.Key
+	if err := row.Scan(&k.ID, &k.AccountID, &k.Name, &k.Description, &k.Tags, &k.Scopes, &k.CreatedAt, &k.CreatedBy); err != nil {
 		return nil, err
 	}
-	return &t, nil
+	k.CreatedAt = k.CreatedAt.UTC()
+	return &k, nil
 }
 
-// RotateToken implements Store.
-func (s *Postgres) RotateToken(ctx context.Context, actor, keyID, tokenID string, next *NewToken, grace time.Duration) (*Token, error) {
-	if next.ID == "" {
-		next.ID = NewID(TokenIDPrefix)
+// Key implements storage.Tx.
+func (t *tx) Key(id string) (*storage.Key, error) {
+	return one(t, "loading key", scanKey, `SELECT `+keyColumns+` FROM keys WHERE id = $1`, id)
+}
+
+// Keys implements storage.Tx.
+func (t *tx) Keys(q storage.KeyQuery) ([]storage.Key, error) {
+	var tags map[string]string
+	if len(q.Tags) > 0 {
+		tags = q.Tags
 	}
-	var old Token
-	deleted := grace <= 0
-	err := s.change(ctx, "rotating token "+tokenID, func(tx pgx.Tx) (Invalidation, error) {
-		account, err := keyAccount(ctx, tx, keyID)
-		if err != nil {
-			return Invalidation{}, err
-		}
-		err = scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1 AND key_id = $2`, tokenID, keyID), &old)
-		if err != nil {
-			return Invalidation{}, wrapErr("loading token", err)
-		}
-		if old.RotatedAt != nil {
-			return Invalidation{}, fmt.Errorf("token %s was already rotated: %w", tokenID, ErrConflict)
-		}
-		next.KeyID, next.Name, next.Description, next.Tags = keyID, old.Name, old.Description, old.Tags
-		if err := insertToken(ctx, tx, next); err != nil {
-			return Invalidation{}, err
-		}
-		if deleted {
-			_, err = tx.Exec(ctx, `DELETE FROM tokens WHERE id = $1`, tokenID)
-		} else {
-			err = scanToken(tx.QueryRow(ctx, `UPDATE tokens SET rotated_to = $2, rotated_at = now(),
-					expires_at = least(expires_at, now() + $3::interval)
-				WHERE id = $1 RETURNING `+tokenColumns, tokenID, next.ID, grace), &old)
-		}
-		if err != nil {
-			return Invalidation{}, wrapErr("retiring token", err)
-		}
-		details := map[string]any{"key": keyID, "new_token": next.ID, "grace": grace.String()}
-		if err := insertAudit(ctx, tx, actor, "token.rotate", tokenID, account, details); err != nil {
-			return Invalidation{}, err
-		}
-		return Invalidation{Tokens: []string{tokenID}, Hashes: []Hash{next.Hash}}, nil
-	})
-	if err != nil || deleted {
+	return many(t, "listing keys", scanKey, `SELECT `+keyColumns+` FROM keys
+		WHERE id > $1 AND ($2 = '' OR account_id = $2) AND ($3::jsonb IS NULL OR tags @> $3::jsonb)
+		ORDER BY id LIMIT $4`, q.After, q.AccountID, tags, q.Limit)
+}
+
+// PutKey implements storage.Tx.
+func (t *tx) PutKey(k *storage.Key) error {
+	return t.exec("writing key", false, `INSERT INTO keys (id, account_id, name, description, tags, scopes, created_at, created_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET account_id = $2, name = $3, description = $4, tags = $5, scopes = $6,
+			created_at = $7, created_by = $8, updated_at = now()`,
+		k.ID, k.AccountID, k.Name, k.Description, k.Tags, k.Scopes, k.CreatedAt, k.CreatedBy)
+}
+
+// DeleteKey implements storage.Tx.
+func (t *tx) DeleteKey(id string) error {
+	return t.exec("deleting key", true, `DELETE FROM keys WHERE id = $1`, id)
+}
+
+const tokenColumns = `id, key_id, name, description, tags, hint, expires_at, created_at, last_used_at,
+	coalesce(rotated_to, ''), rotated_at, hash`
+
+func scanToken(row pgx.Row) (*storage.TokenRecord, error) {
+	var r storage.TokenRecord
+	var hash []byte
+	if err := row.Scan(&r.ID, &r.KeyID, &r.Name, &r.Description, &r.Tags, &r.Hint, &r.ExpiresAt,
+		&r.CreatedAt, &r.LastUsedAt, &r.RotatedTo, &r.RotatedAt, &hash); err != nil {
 		return nil, err
 	}
-	return &old, nil
+	copy(r.Hash[:], hash)
+	r.CreatedAt = r.CreatedAt.UTC()
+	r.ExpiresAt, r.LastUsedAt, r.RotatedAt = utcPtr(r.ExpiresAt), utcPtr(r.LastUsedAt), utcPtr(r.RotatedAt)
+	return &r, nil
 }
 
-// DeleteToken implements Store.
-func (s *Postgres) DeleteToken(ctx context.Context, actor, keyID, tokenID string) error {
-	return s.change(ctx, "deleting token "+tokenID, func(tx pgx.Tx) (Invalidation, error) {
-		account, err := keyAccount(ctx, tx, keyID)
-		if err != nil {
-			return Invalidation{}, err
-		}
-		tag, err := tx.Exec(ctx, `DELETE FROM tokens WHERE id = $1 AND key_id = $2`, tokenID, keyID)
-		if err != nil {
-			return Invalidation{}, wrapErr("deleting token", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return Invalidation{}, fmt.Errorf("deleting token %s: %w", tokenID, ErrNotFound)
-		}
-		err = insertAudit(ctx, tx, actor, "token.delete", tokenID, account, map[string]any{"key": keyID})
-		return Invalidation{Tokens: []string{tokenID}}, err
-	})
+// Token implements storage.Tx.
+func (t *tx) Token(id string) (*storage.TokenRecord, error) {
+	return one(t, "loading token", scanToken, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1`, id)
 }
 
-// RevokeToken implements Store.
-func (s *Postgres) RevokeToken(ctx context.Context, actor string, hash Hash) (*Token, error) {
-	var t Token
-	err := s.change(ctx, "revoking token", func(tx pgx.Tx) (Invalidation, error) {
-		err := scanToken(tx.QueryRow(ctx, `DELETE FROM tokens WHERE hash = $1 RETURNING `+tokenColumns, hash[:]), &t)
-		if err != nil {
-			return Invalidation{}, wrapErr("revoking token", err)
-		}
-		var account string
-		if err := tx.QueryRow(ctx, `SELECT account_id FROM keys WHERE id = $1`, t.KeyID).Scan(&account); err != nil {
-			return Invalidation{}, wrapErr("loading key", err)
-		}
-		err = insertAudit(ctx, tx, actor, "token.revoke", t.ID, account, map[string]any{"key": t.KeyID, "hint": t.Hint})
-		return Invalidation{Tokens: []string{t.ID}}, err
-	})
-	if err != nil {
+// TokenByHash implements storage.Tx.
+func (t *tx) TokenByHash(hash token.Hash) (*storage.TokenRecord, error) {
+	return one(t, "loading token", scanToken, `SELECT `+tokenColumns+` FROM tokens WHERE hash = $1`, hash[:])
+}
+
+// Tokens implements storage.Tx.
+func (t *tx) Tokens(keyIDs ...string) ([]storage.TokenRecord, error) {
+	return many(t, "loading tokens", scanToken,
+		`SELECT `+tokenColumns+` FROM tokens WHERE key_id = ANY($1) ORDER BY id`, keyIDs)
+}
+
+// PutToken implements storage.Tx.
+func (t *tx) PutToken(r *storage.TokenRecord) error {
+	return t.exec("writing token", false, `INSERT INTO tokens (id, key_id, hash, hint, name, description, tags,
+			expires_at, created_at, last_used_at, rotated_to, rotated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, nullif($11, ''), $12)
+		ON CONFLICT (id) DO UPDATE SET key_id = $2, hash = $3, hint = $4, name = $5, description = $6, tags = $7,
+			expires_at = $8, created_at = $9, last_used_at = $10, rotated_to = nullif($11, ''), rotated_at = $12`,
+		r.ID, r.KeyID, r.Hash[:], r.Hint, r.Name, r.Description, r.Tags, r.ExpiresAt,
+		r.CreatedAt, r.LastUsedAt, r.RotatedTo, r.RotatedAt)
+}
+
+// DeleteToken implements storage.Tx.
+func (t *tx) DeleteToken(id string) error {
+	return t.exec("deleting token", true, `DELETE FROM tokens WHERE id = $1`, id)
+}
+
+// AppendAudit implements storage.Tx.
+func (t *tx) AppendAudit(e *storage.AuditEvent) error {
+	return t.exec("recording audit event", false, `INSERT INTO audit_events (id, at, actor, action, target, account_id, details)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, e.ID, e.At, e.Actor, e.Action, e.Target, e.AccountID, e.Details)
+}
+
+func scanEvent(row pgx.Row) (*storage.AuditEvent, error) {
+	var e storage.AuditEvent
+	if err := row.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.Target, &e.AccountID, &e.Details); err != nil {
 		return nil, err
 	}
-	return &t, nil
+	e.At = e.At.UTC()
+	return &e, nil
 }
 
-// ListAudit implements Store.
-func (s *Postgres) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, string, error) {
-	limit := pageSize(f.Limit)
-	after := f.After
-	if after == "" {
-		after = "\U0010FFFF" // above every id: start at the newest
+// Audit implements storage.Tx.
+func (t *tx) Audit(q storage.AuditQuery) ([]storage.AuditEvent, error) {
+	before := q.Before
+	if before == "" {
+		before = "\U0010FFFF" // above every id: start at the newest
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id, at, actor, action, target, details FROM audit_events
+	return many(t, "listing audit events", scanEvent, `SELECT id, at, actor, action, target, account_id, details
+		FROM audit_events
 		WHERE id < $1 AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) AND ($4 = '' OR target = $4)
 			AND ($5 = '' OR account_id = $5)
-		ORDER BY id DESC LIMIT $6`, after, f.Actor, f.Action, f.Target, f.Account, limit+1)
-	if err != nil {
-		return nil, "", wrapErr("listing audit events", err)
-	}
-	defer rows.Close()
-	events := []AuditEvent{}
-	for rows.Next() {
-		var e AuditEvent
-		if err := rows.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.Target, &e.Details); err != nil {
-			return nil, "", wrapErr("listing audit events", err)
-		}
-		e.At = e.At.UTC()
-		events = append(events, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", wrapErr("listing audit events", err)
-	}
-	events, next := cutPage(events, limit, func(e AuditEvent) string { return e.ID })
-	return events, next, nil
+		ORDER BY id DESC LIMIT $6`, before, q.Actor, q.Action, q.Target, q.AccountID, q.Limit)
 }
 
-// RecordUse implements Store.
-func (s *Postgres) RecordUse(ctx context.Context, uses map[string]time.Time) error {
-	ids := make([]string, 0, len(uses))
-	ats := make([]time.Time, 0, len(uses))
-	for id, at := range uses {
-		ids = append(ids, id)
-		ats = append(ats, at)
-	}
-	_, err := s.pool.Exec(ctx, `UPDATE tokens t SET last_used_at = u.at
-		FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
-		WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)`, ids, ats)
-	return wrapErr("recording token use", err)
+// notice is the NOTIFY payload: the schema (several deployments may share
+// a database) and what changed.
+type notice struct {
+	Schema   string   `json:"schema"`
+	Tokens   []string `json:"tokens,omitempty"`
+	Keys     []string `json:"keys,omitempty"`
+	Accounts []string `json:"accounts,omitempty"`
+	HashBits []uint16 `json:"hash_bits,omitempty"`
 }
+
+// Notify implements storage.Notifier: NOTIFY is delivered at commit, and
+// not at all if the transaction rolls back.
+func (t *tx) Notify(inv storage.Invalidation) error {
+	payload, err := json.Marshal(notice{Schema: t.schema, Tokens: inv.Tokens, Keys: inv.Keys,
+		Accounts: inv.Accounts, HashBits: inv.HashBits})
+	if err != nil {
+		return err
+	}
+	return t.exec("announcing the change", false, "SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
+}
+
+
+
+// Interface guards
+var (
+	_ storage.Tx       = (*tx)(nil)
+	_ storage.Notifier = (*tx)(nil)
+)
