@@ -21,4 +21,3 @@ func TestNewIDSortsByTime(t *testing.T) {
 		prev = id
 	}
 }
-

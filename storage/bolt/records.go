@@ -139,5 +139,3 @@ func put(b *bbolt.Bucket, key []byte, v any) error {
 }
 
 func indexKey(parent, child string) []byte { return []byte(parent + "\x00" + child) }
-
-

@@ -1,4 +1,10 @@
-package storage
+// Package cache is the verification cache in front of the keystore: a
+// ristretto cache of verified tokens, positive and negative, that never
+// serves a token after a change notice that concerns it, makes one store
+// query for concurrent misses, and batches last-used times. It is generic
+// over what it caches: a caller keeps its own precomputed values per
+// credential.
+package cache
 
 import (
 	"context"
@@ -11,10 +17,24 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
-// CacheConfig sizes the cache and bounds how stale it may be.
-type CacheConfig struct {
+// Source is what the cache verifies against: the keystore.
+type Source interface {
+	// LookupToken returns the credential of the token with this hash, or
+	// storage.ErrNotFound.
+	LookupToken(ctx context.Context, hash token.Hash) (*storage.Credential, error)
+	// RecordUse writes batched last-used times.
+	RecordUse(ctx context.Context, uses map[string]time.Time) error
+	// OnChange registers a hook called after every local change.
+	OnChange(fn func(storage.Invalidation))
+}
+
+// Config sizes the cache and bounds how stale it may be.
+type Config struct {
 	// MaxEntries bounds the number of cached tokens, known and unknown.
 	MaxEntries int64
 	// TTL bounds how long a known token is served from the cache without
@@ -24,9 +44,6 @@ type CacheConfig struct {
 	NegativeTTL time.Duration
 	// LookupTimeout bounds one store lookup.
 	LookupTimeout time.Duration
-	// Decorate, when set, is called on every credential read from the
-	// store before it is cached or shared, to attach precomputed values.
-	Decorate func(*Credential) `json:"-"`
 	// ObserveLookup, when set, is told how long each store lookup took.
 	ObserveLookup func(time.Duration) `json:"-"`
 }
@@ -43,7 +60,8 @@ const (
 // invalidation also forgets entries that share its stripe: 1 in 4096.
 const stripeCount = 4096
 
-// Cache verifies token hashes through a ristretto cache in front of a Store.
+// Cache verifies tokens through a ristretto cache in front of a Source.
+// V is what it keeps per known token: what decorate made of its credential.
 //
 // Ristretto's Set is asynchronous and a Del can race a Set, so entries are
 // not trusted by presence alone. Every invalidation takes a new value of a
@@ -53,11 +71,12 @@ const stripeCount = 4096
 // account's; a negative entry's hash's) is no newer than that read. So a read
 // that began before an invalidation is never served after it, whatever the
 // order in which ristretto applies Set and Del.
-type Cache struct {
-	store   Store
-	cfg     CacheConfig
-	entries *ristretto.Cache[uint64, *cacheEntry]
-	group   singleflight.Group
+type Cache[V any] struct {
+	src      Source
+	decorate func(*storage.Credential) V
+	cfg      Config
+	entries  *ristretto.Cache[uint64, *entry[V]]
+	group    singleflight.Group
 	// seed hashes ids to stripes; keySeeds hash tokens to cache keys.
 	seed     maphash.Seed
 	keySeeds [2]maphash.Seed
@@ -73,28 +92,28 @@ type Cache struct {
 	closeOnce sync.Once
 	done      sync.WaitGroup
 
-	uses useBatch
+	uses useBatch[V]
 
-	stats CacheStats
+	stats Stats
 }
 
-// CacheStats counts what the cache did; read it with Load on each field.
-type CacheStats struct {
+// Stats counts what the cache did; read it with Load on each field.
+type Stats struct {
 	Hits         atomic.Uint64
 	Misses       atomic.Uint64
 	StoreQueries atomic.Uint64
 	StoreErrors  atomic.Uint64
-	// StoreQueryNanos is the total time spent in store lookups.
-	StoreQueryNanos atomic.Uint64
 	// UseFlushes and UseFlushErrors count the batched last_used_at writes.
 	UseFlushes     atomic.Uint64
 	UseFlushErrors atomic.Uint64
 }
 
-type cacheEntry struct {
-	check    uint64      // the token's second cache-key hash
-	cred     *Credential // nil: the token is unknown
-	expires  int64       // Unix nanoseconds
+type entry[V any] struct {
+	check    uint64 // the token's second cache-key hash
+	known    bool   // false: the token is unknown
+	val      V
+	tokenID  string
+	expires  int64 // Unix nanoseconds
 	loadedAt uint64
 	stripes  [3]uint16
 
@@ -107,9 +126,10 @@ type cacheEntry struct {
 // clockTick is the resolution of the coarse clock, and so of TTLs.
 const clockTick = 100 * time.Millisecond
 
-// NewCache returns a cache in front of store. Zero fields of cfg take the
-// defaults. It registers itself for the store's change notices.
-func NewCache(store Store, cfg CacheConfig) (*Cache, error) {
+// New returns a cache in front of src that keeps decorate(credential) for
+// every known token. Zero fields of cfg take the defaults. It registers
+// itself for src's change notices.
+func New[V any](src Source, decorate func(*storage.Credential) V, cfg Config) (*Cache[V], error) {
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = DefaultMaxEntries
 	}
@@ -122,7 +142,7 @@ func NewCache(store Store, cfg CacheConfig) (*Cache, error) {
 	if cfg.LookupTimeout <= 0 {
 		cfg.LookupTimeout = DefaultLookupTimeout
 	}
-	entries, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
+	entries, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[V]]{
 		NumCounters:        cfg.MaxEntries * 10,
 		MaxCost:            cfg.MaxEntries,
 		BufferItems:        256,
@@ -131,46 +151,48 @@ func NewCache(store Store, cfg CacheConfig) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating token cache: %w", err)
 	}
-	c := &Cache{store: store, cfg: cfg, entries: entries, seed: maphash.MakeSeed(),
+	c := &Cache[V]{src: src, decorate: decorate, cfg: cfg, entries: entries, seed: maphash.MakeSeed(),
 		keySeeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, stopClock: make(chan struct{})}
 	c.now.Store(time.Now().UnixNano())
 	c.done.Go(c.runClock)
 	c.done.Go(c.runFlusher)
-	store.OnChange(c.Invalidate)
+	src.OnChange(c.Invalidate)
 	return c, nil
 }
 
 // Stats returns the cache's counters.
-func (c *Cache) Stats() *CacheStats { return &c.stats }
+func (c *Cache[V]) Stats() *Stats { return &c.stats }
 
-// Verify returns the credential of token, ErrNotFound when no such token
-// exists, or another error (wrapping ErrUnavailable when the store cannot
-// answer) when it cannot tell. The caller checks the token's format first.
+// Verify returns what the cache keeps for token, storage.ErrNotFound when
+// no such token exists, or another error (wrapping storage.ErrUnavailable
+// when the store cannot answer) when it cannot tell. The caller checks the token's format first.
 //
 // Cache entries are found by two 64-bit keyed hashes of the token (128
 // bits, seeds random per process): much cheaper than SHA-256, which is
 // only computed on a miss, to ask the store.
-func (c *Cache) Verify(ctx context.Context, token string) (*Credential, error) {
-	key := maphash.String(c.keySeeds[0], token)
-	check := maphash.String(c.keySeeds[1], token)
+func (c *Cache[V]) Verify(ctx context.Context, value string) (V, error) {
+	key := maphash.String(c.keySeeds[0], value)
+	check := maphash.String(c.keySeeds[1], value)
 	if e, ok := c.entries.Get(key); ok && e.check == check && c.now.Load() < e.expires && c.fresh(e) {
 		c.stats.Hits.Add(1)
-		if e.cred == nil {
-			return nil, ErrNotFound
+		if !e.known {
+			var zero V
+			return zero, storage.ErrNotFound
 		}
 		c.used(e)
-		return e.cred, nil
+		return e.val, nil
 	}
 	c.stats.Misses.Add(1)
-	return c.load(ctx, key, check, HashToken(token))
+	return c.load(ctx, key, check, token.Sum(value))
 }
 
 // load reads the token from the store, once for all concurrent misses. A
 // read that an invalidation overtook is not used but read again: a request
 // that arrives after a revocation must not share a read from before it.
-func (c *Cache) load(ctx context.Context, key, check uint64, hash Hash) (*Credential, error) {
+func (c *Cache[V]) load(ctx context.Context, key, check uint64, hash token.Hash) (V, error) {
+	var zero V
 	for attempt := range maxReads {
-		var e *cacheEntry
+		var e *entry[V]
 		var err error
 		if attempt < 2 {
 			var v any
@@ -178,23 +200,23 @@ func (c *Cache) load(ctx context.Context, key, check uint64, hash Hash) (*Creden
 				// Detached: one caller's cancellation must not fail the others.
 				return c.read(context.WithoutCancel(ctx), key, check, hash)
 			})
-			e, _ = v.(*cacheEntry)
+			e, _ = v.(*entry[V])
 		} else {
 			e, err = c.read(ctx, key, check, hash)
 		}
 		if err != nil {
-			return nil, err
+			return zero, err
 		}
 		if !c.fresh(e) {
 			continue
 		}
-		if e.cred == nil {
-			return nil, ErrNotFound
+		if !e.known {
+			return zero, storage.ErrNotFound
 		}
 		c.used(e)
-		return e.cred, nil
+		return e.val, nil
 	}
-	return nil, fmt.Errorf("%w: token changed during %d consecutive reads", ErrUnavailable, maxReads)
+	return zero, fmt.Errorf("%w: token changed during %d consecutive reads", storage.ErrUnavailable, maxReads)
 }
 
 // maxReads bounds the store reads of one lookup that invalidations overtake.
@@ -202,34 +224,30 @@ const maxReads = 6
 
 // read asks the store and caches the answer unless an invalidation came
 // in while it was asked.
-func (c *Cache) read(ctx context.Context, key, check uint64, hash Hash) (*cacheEntry, error) {
-	e := &cacheEntry{check: check, loadedAt: c.clock.Load()}
+func (c *Cache[V]) read(ctx context.Context, key, check uint64, hash token.Hash) (*entry[V], error) {
+	e := &entry[V]{check: check, loadedAt: c.clock.Load()}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.LookupTimeout)
 	defer cancel()
 	c.stats.StoreQueries.Add(1)
 	start := time.Now()
-	cred, err := c.store.LookupToken(ctx, hash)
+	cred, err := c.src.LookupToken(ctx, hash)
 	took := time.Since(start)
-	c.stats.StoreQueryNanos.Add(uint64(took))
 	if c.cfg.ObserveLookup != nil {
 		c.cfg.ObserveLookup(took)
 	}
 	ttl := c.cfg.TTL
 	switch {
 	case err == nil:
-		if c.cfg.Decorate != nil {
-			c.cfg.Decorate(cred)
-		}
-		e.cred = cred
+		e.known, e.val, e.tokenID = true, c.decorate(cred), cred.TokenID
 		e.stripes = [3]uint16{c.stripe(cred.TokenID), c.stripe(cred.KeyID), c.stripe(cred.AccountID)}
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, storage.ErrNotFound):
 		s := c.hashStripe(hash)
 		e.stripes = [3]uint16{s, s, s}
 		ttl = c.cfg.NegativeTTL
 	default:
 		c.stats.StoreErrors.Add(1)
-		if !errors.Is(err, ErrUnavailable) {
-			err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+		if !errors.Is(err, storage.ErrUnavailable) {
+			err = fmt.Errorf("%w: %v", storage.ErrUnavailable, err)
 		}
 		return nil, err
 	}
@@ -244,22 +262,22 @@ func (c *Cache) read(ctx context.Context, key, check uint64, hash Hash) (*cacheE
 
 // fresh reports whether no invalidation that concerns e came after the
 // store read that produced it began.
-func (c *Cache) fresh(e *cacheEntry) bool {
+func (c *Cache[V]) fresh(e *entry[V]) bool {
 	return c.flushed.Load() <= e.loadedAt &&
 		c.stripes[e.stripes[0]].Load() <= e.loadedAt &&
 		c.stripes[e.stripes[1]].Load() <= e.loadedAt &&
 		c.stripes[e.stripes[2]].Load() <= e.loadedAt
 }
 
-func (c *Cache) stripe(id string) uint16 {
+func (c *Cache[V]) stripe(id string) uint16 {
 	return uint16(maphash.String(c.seed, id) % stripeCount)
 }
 
-func (c *Cache) hashStripe(h Hash) uint16 { return h.Bits() % stripeCount }
+func (c *Cache[V]) hashStripe(h token.Hash) uint16 { return h.Bits() % stripeCount }
 
 // Invalidate forgets everything inv names. When it returns, no request
 // is served from a store read that began before the call.
-func (c *Cache) Invalidate(inv Invalidation) {
+func (c *Cache[V]) Invalidate(inv storage.Invalidation) {
 	now := c.clock.Add(1)
 	for _, id := range inv.Tokens {
 		raise(&c.stripes[c.stripe(id)], now)
@@ -280,7 +298,7 @@ func (c *Cache) Invalidate(inv Invalidation) {
 
 // InvalidateAll forgets every entry, for when change notices may have
 // been missed.
-func (c *Cache) InvalidateAll() {
+func (c *Cache[V]) InvalidateAll() {
 	raise(&c.flushed, c.clock.Add(1))
 	c.entries.Clear()
 }
@@ -295,7 +313,7 @@ func raise(g *atomic.Uint64, v uint64) {
 	}
 }
 
-func (c *Cache) runClock() {
+func (c *Cache[V]) runClock() {
 	t := time.NewTicker(clockTick)
 	defer t.Stop()
 	for {
@@ -310,7 +328,7 @@ func (c *Cache) runClock() {
 
 // Close stops the cache's goroutines and writes the pending last-used
 // times.
-func (c *Cache) Close() {
+func (c *Cache[V]) Close() {
 	c.closeOnce.Do(func() {
 		close(c.stopClock)
 		c.done.Wait()
@@ -323,4 +341,4 @@ func (c *Cache) Close() {
 
 // Wait blocks until the cache has applied the writes made so far; tests
 // and benchmarks use it to observe ristretto's asynchronous Set.
-func (c *Cache) Wait() { c.entries.Wait() }
+func (c *Cache[V]) Wait() { c.entries.Wait() }

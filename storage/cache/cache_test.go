@@ -1,17 +1,67 @@
-package storage
+package cache
 
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/bolt"
+	"github.com/keygate/keygate/storage/postgres"
+	"github.com/keygate/keygate/storage/storagetest"
+	"github.com/keygate/keygate/storage/token"
 )
 
-func newTestCache(t testing.TB, s Store) *Cache {
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var testTokens = storagetest.Tokens
+
+// openPostgres opens a keystore on a fresh PostgreSQL schema.
+func openPostgres(t testing.TB) *storage.Keystore {
 	t.Helper()
-	c, err := NewCache(s, CacheConfig{})
+	dsn := pgtest.DSN(t)
+	b, err := postgres.Open(context.Background(), dsn, pgtest.Schema(t, dsn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return storage.New(b)
+}
+
+// openFile opens a keystore on a file store in a fresh directory.
+func openFile(t testing.TB) *storage.Keystore {
+	t.Helper()
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return storage.New(b)
+}
+
+var storeKinds = []struct {
+	name string
+	open func(testing.TB) *storage.Keystore
+}{{"postgres", openPostgres}, {"file", openFile}}
+
+// forEachStore runs fn as a subtest on a fresh keystore of each backend.
+func forEachStore(t *testing.T, fn func(t *testing.T, s *storage.Keystore)) {
+	t.Helper()
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) { fn(t, kind.open(t)) })
+	}
+}
+
+func credential(c *storage.Credential) *storage.Credential { return c }
+
+func newTestCache(t testing.TB, s Source) *Cache[*storage.Credential] {
+	t.Helper()
+	c, err := New(s, credential, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,8 +69,27 @@ func newTestCache(t testing.TB, s Store) *Cache {
 	return c
 }
 
+func newTestAccount(t testing.TB, s *storage.Keystore, name string, scopes ...string) *storage.Account {
+	t.Helper()
+	a, err := s.CreateAccount(context.Background(), storage.Trusted, storage.NewAccount{Name: name, Kind: storage.KindService, Scopes: scopes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func newTestKey(t testing.TB, s *storage.Keystore, account string, scopes []string) (*storage.Key, string) {
+	t.Helper()
+	secret := testTokens.Generate()
+	k, err := s.CreateKey(context.Background(), storage.Trusted, storage.NewKey{Account: account, Name: "k", Scopes: scopes}, storage.NewSecret(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, secret
+}
+
 func TestCacheHitsAfterFirstRead(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s Store) {
+	forEachStore(t, func(t *testing.T, s *storage.Keystore) {
 		c := newTestCache(t, s)
 		acc := newTestAccount(t, s, "a", "apps")
 		_, secret := newTestKey(t, s, acc.ID, nil)
@@ -43,11 +112,11 @@ func TestCacheHitsAfterFirstRead(t *testing.T) {
 }
 
 func TestCacheNegativeEntries(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s Store) {
+	forEachStore(t, func(t *testing.T, s *storage.Keystore) {
 		c := newTestCache(t, s)
 		unknown := testTokens.Generate()
 		for i := range 50 {
-			if _, err := c.Verify(context.Background(), unknown); !errors.Is(err, ErrNotFound) {
+			if _, err := c.Verify(context.Background(), unknown); !errors.Is(err, storage.ErrNotFound) {
 				t.Fatalf("unknown token: %v", err)
 			}
 			if i == 0 {
@@ -63,16 +132,15 @@ func TestCacheNegativeEntries(t *testing.T) {
 // TestCacheNegativeEntryDroppedOnCreate checks that a token created after
 // its hash was remembered as unknown works at once.
 func TestCacheNegativeEntryDroppedOnCreate(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s Store) {
+	forEachStore(t, func(t *testing.T, s *storage.Keystore) {
 		c := newTestCache(t, s)
 		acc := newTestAccount(t, s, "a", "apps")
 		secret := testTokens.Generate()
-		if _, err := c.Verify(context.Background(), secret); !errors.Is(err, ErrNotFound) {
+		if _, err := c.Verify(context.Background(), secret); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatal(err)
 		}
 		c.Wait()
-		k := &Key{AccountID: acc.ID, Name: "k"}
-		if err := s.CreateKey(context.Background(), "test", k, &NewToken{Token: Token{Hint: Hint(secret)}, Hash: HashToken(secret)}); err != nil {
+		if _, err := s.CreateKey(context.Background(), storage.Trusted, storage.NewKey{Account: acc.ID, Name: "k"}, storage.NewSecret(secret)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Verify(context.Background(), secret); err != nil {
@@ -83,20 +151,20 @@ func TestCacheNegativeEntryDroppedOnCreate(t *testing.T) {
 
 // gatedStore holds every LookupToken until the gate opens.
 type gatedStore struct {
-	Store
+	Source
 	gate chan struct{}
 }
 
-func (g *gatedStore) LookupToken(ctx context.Context, h Hash) (*Credential, error) {
+func (g *gatedStore) LookupToken(ctx context.Context, h token.Hash) (*storage.Credential, error) {
 	<-g.gate
-	return g.Store.LookupToken(ctx, h)
+	return g.Source.LookupToken(ctx, h)
 }
 
 func TestCacheConcurrentMissesMakeOneQuery(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s Store) {
+	forEachStore(t, func(t *testing.T, s *storage.Keystore) {
 		acc := newTestAccount(t, s, "a", "apps")
 		_, secret := newTestKey(t, s, acc.ID, nil)
-		gated := &gatedStore{Store: s, gate: make(chan struct{})}
+		gated := &gatedStore{Source: s, gate: make(chan struct{})}
 		c := newTestCache(t, gated)
 
 		const n = 64
@@ -132,7 +200,7 @@ func TestCacheConcurrentMissesMakeOneQuery(t *testing.T) {
 // once DeleteKey has returned, no verification that starts afterwards may
 // succeed, whatever ristretto does with its asynchronous writes.
 func TestCacheNeverServesRevoked(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s Store) {
+	forEachStore(t, func(t *testing.T, s *storage.Keystore) {
 		c := newTestCache(t, s)
 		acc := newTestAccount(t, s, "a", "apps")
 		rounds := 100
@@ -163,7 +231,7 @@ func TestCacheNeverServesRevoked(t *testing.T) {
 				})
 			}
 			time.Sleep(time.Millisecond)
-			if err := s.DeleteKey(context.Background(), "test", k.ID); err != nil {
+			if err := s.DeleteKey(context.Background(), storage.Trusted, k.ID); err != nil {
 				t.Fatal(err)
 			}
 			revoked.Store(true)
@@ -178,24 +246,24 @@ func TestCacheNeverServesRevoked(t *testing.T) {
 }
 
 // downStore fails every lookup as an unreachable database would.
-type downStore struct{ Store }
+type downStore struct{ Source }
 
-func (downStore) LookupToken(context.Context, Hash) (*Credential, error) {
+func (downStore) LookupToken(context.Context, token.Hash) (*storage.Credential, error) {
 	return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
 }
 
 func TestCacheStoreDown(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s Store) {
+	forEachStore(t, func(t *testing.T, s *storage.Keystore) {
 		c := newTestCache(t, downStore{s})
 		_, err := c.Verify(context.Background(), testTokens.Generate())
-		if !errors.Is(err, ErrUnavailable) {
+		if !errors.Is(err, storage.ErrUnavailable) {
 			t.Fatalf("store down: %v, want ErrUnavailable", err)
 		}
 	})
 }
 
 func BenchmarkCacheHit(b *testing.B) {
-	s := openTestStore(b)
+	s := openPostgres(b)
 	c := newTestCache(b, s)
 	acc := newTestAccount(b, s, "a", "apps")
 	_, secret := newTestKey(b, s, acc.ID, nil)
@@ -217,20 +285,13 @@ func BenchmarkCacheHit(b *testing.B) {
 // reads the store (an indexed query on PostgreSQL over loopback, a bbolt
 // read on the file store) and fills the cache again.
 func BenchmarkCacheMiss(b *testing.B) {
-	stores := []struct {
-		name string
-		open func(testing.TB) Store
-	}{
-		{"postgres", func(tb testing.TB) Store { return openTestStore(tb) }},
-		{"file", func(tb testing.TB) Store { return openTestFile(tb) }},
-	}
-	for _, st := range stores {
+	for _, st := range storeKinds {
 		b.Run(st.name, func(b *testing.B) {
 			s := st.open(b)
 			c := newTestCache(b, s)
 			acc := newTestAccount(b, s, "a", "apps")
 			k, secret := newTestKey(b, s, acc.ID, nil)
-			inv := Invalidation{Keys: []string{k.ID}}
+			inv := storage.Invalidation{Keys: []string{k.ID}}
 			before := c.Stats().StoreQueries.Load()
 			b.ReportAllocs()
 			for b.Loop() {
@@ -249,25 +310,25 @@ func BenchmarkCacheMiss(b *testing.B) {
 // switchableStore fails lookups while down is set, as an unreachable
 // database would.
 type switchableStore struct {
-	Store
+	Source
 	down atomic.Bool
 }
 
-func (s *switchableStore) LookupToken(ctx context.Context, h Hash) (*Credential, error) {
+func (s *switchableStore) LookupToken(ctx context.Context, h token.Hash) (*storage.Credential, error) {
 	if s.down.Load() {
 		return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
 	}
-	return s.Store.LookupToken(ctx, h)
+	return s.Source.LookupToken(ctx, h)
 }
 
 // TestCacheEntriesLastTheirTTL checks the bounds DESIGN.md sets: a known
 // token is served from the cache until ttl, also with the store down, and
 // no longer; an unknown one asks the store again after negative_ttl.
 func TestCacheEntriesLastTheirTTL(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s Store) {
+	forEachStore(t, func(t *testing.T, s *storage.Keystore) {
 		const ttl = 400 * time.Millisecond
-		sw := &switchableStore{Store: s}
-		c, err := NewCache(sw, CacheConfig{TTL: ttl, NegativeTTL: ttl})
+		sw := &switchableStore{Source: s}
+		c, err := New(sw, credential, Config{TTL: ttl, NegativeTTL: ttl})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +344,7 @@ func TestCacheEntriesLastTheirTTL(t *testing.T) {
 		if err := verify(secret); err != nil {
 			t.Fatal(err)
 		}
-		if err := verify(unknown); !errors.Is(err, ErrNotFound) {
+		if err := verify(unknown); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("unknown token: %v", err)
 		}
 
@@ -291,7 +352,7 @@ func TestCacheEntriesLastTheirTTL(t *testing.T) {
 		if err := verify(secret); err != nil {
 			t.Fatalf("cached token with the store down, within ttl: %v", err)
 		}
-		if err := verify(unknown); !errors.Is(err, ErrNotFound) {
+		if err := verify(unknown); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("unknown token within negative_ttl: %v", err)
 		}
 		if q := c.Stats().StoreQueries.Load(); q != 2 {
@@ -299,11 +360,11 @@ func TestCacheEntriesLastTheirTTL(t *testing.T) {
 		}
 
 		time.Sleep(2 * ttl) // past both TTLs, whatever the coarse clock's tick
-		if err := verify(secret); !errors.Is(err, ErrUnavailable) {
+		if err := verify(secret); !errors.Is(err, storage.ErrUnavailable) {
 			t.Fatalf("cached token with the store down, past ttl: %v, want ErrUnavailable", err)
 		}
 		sw.down.Store(false)
-		if err := verify(unknown); !errors.Is(err, ErrNotFound) {
+		if err := verify(unknown); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("unknown token past negative_ttl: %v", err)
 		}
 		if err := verify(secret); err != nil {

@@ -1,4 +1,4 @@
-package storage
+package cache
 
 import (
 	"context"
@@ -13,14 +13,14 @@ const UseFlushInterval = 5 * time.Second
 // useBatch collects the cache entries used since the last flush. An entry
 // joins it once per flush (its dirty flag), so the request path costs an
 // atomic load or two.
-type useBatch struct {
+type useBatch[V any] struct {
 	mu      sync.Mutex
-	entries []*cacheEntry
+	entries []*entry[V]
 	failed  map[string]time.Time // uses a failed flush must write next time
 }
 
 // used records a successful verification through e.
-func (c *Cache) used(e *cacheEntry) {
+func (c *Cache[V]) used(e *entry[V]) {
 	if now := c.now.Load(); e.lastUsed.Load() < now {
 		e.lastUsed.Store(now)
 	}
@@ -31,7 +31,7 @@ func (c *Cache) used(e *cacheEntry) {
 	}
 }
 
-func (c *Cache) runFlusher() {
+func (c *Cache[V]) runFlusher() {
 	t := time.NewTicker(UseFlushInterval)
 	defer t.Stop()
 	for {
@@ -48,7 +48,7 @@ func (c *Cache) runFlusher() {
 
 // FlushUses writes the last-used times collected so far, in one statement.
 // Uses that cannot be written are kept for the next flush.
-func (c *Cache) FlushUses(ctx context.Context) error {
+func (c *Cache[V]) FlushUses(ctx context.Context) error {
 	c.uses.mu.Lock()
 	entries, failed := c.uses.entries, c.uses.failed
 	c.uses.entries, c.uses.failed = nil, nil
@@ -64,12 +64,12 @@ func (c *Cache) FlushUses(ctx context.Context) error {
 		// Clear first: a use after this line joins the next batch.
 		e.dirty.Store(false)
 		at := time.Unix(0, e.lastUsed.Load())
-		if prev, ok := uses[e.cred.TokenID]; !ok || at.After(prev) {
-			uses[e.cred.TokenID] = at
+		if prev, ok := uses[e.tokenID]; !ok || at.After(prev) {
+			uses[e.tokenID] = at
 		}
 	}
 	c.stats.UseFlushes.Add(1)
-	if err := c.store.RecordUse(ctx, uses); err != nil {
+	if err := c.src.RecordUse(ctx, uses); err != nil {
 		c.stats.UseFlushErrors.Add(1)
 		c.uses.mu.Lock()
 		if c.uses.failed == nil {

@@ -1,4 +1,4 @@
-package storage
+package postgres
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/cache"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // TestNoticeRaceNeverServesRevoked is the two-node version of
@@ -20,17 +23,14 @@ func TestNoticeRaceNeverServesRevoked(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	schema := pgtest.Schema(t, dsn)
 	ctx := context.Background()
-	nodeA, err := OpenPostgres(ctx, dsn, schema)
+	nodeA := storage.New(openTest(t, dsn, schema))
+	backendB := openTest(t, dsn, schema)
+	nodeB := storage.New(backendB)
+	cacheB, err := cache.New(nodeB, func(c *storage.Credential) *storage.Credential { return c }, cache.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nodeA.Close()
-	nodeB, err := OpenPostgres(ctx, dsn, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nodeB.Close()
-	cacheB := newTestCache(t, nodeB)
+	defer cacheB.Close()
 
 	tokens := 400
 	if testing.Short() {
@@ -58,8 +58,8 @@ func TestNoticeRaceNeverServesRevoked(t *testing.T) {
 		listening.Wait()
 	}()
 	listening.Go(func() {
-		nodeB.Listen(listenCtx, ListenHooks{
-			Notice: func(inv Invalidation) {
+		backendB.Listen(listenCtx, storage.ListenHooks{
+			Notice: func(inv storage.Invalidation) {
 				cacheB.Invalidate(inv)
 				for _, id := range inv.Tokens {
 					if i, ok := ids[id]; ok {
@@ -97,7 +97,7 @@ func TestNoticeRaceNeverServesRevoked(t *testing.T) {
 		})
 	}
 	for i := range tokens {
-		if _, err := nodeA.RevokeToken(ctx, "test", HashToken(secrets[i])); err != nil {
+		if _, err := nodeA.RevokeToken(ctx, storage.Trusted, token.Sum(secrets[i])); err != nil {
 			t.Fatal(err)
 		}
 		select {

@@ -238,8 +238,6 @@ func (t *tx) Notify(inv storage.Invalidation) error {
 	return t.exec("announcing the change", false, "SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
 }
 
-
-
 // Interface guards
 var (
 	_ storage.Tx       = (*tx)(nil)
