@@ -45,8 +45,11 @@ func errForbiddenScope(s string) *apiError {
 // anything else as a 500 that is logged.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
+	var se *storage.Error
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &se):
+		ae = ruleError(se)
 	case errors.Is(err, storage.ErrNotFound):
 		ae = errNotFound("not found")
 	case errors.Is(err, storage.ErrInvalid):
@@ -62,6 +65,21 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error"}
 	}
 	writeError(w, ae)
+}
+
+// ruleError answers a keystore rule's refusal.
+func ruleError(e *storage.Error) *apiError {
+	switch {
+	case errors.Is(e.Kind, storage.ErrInvalid):
+		return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: e.Message, field: e.Field}
+	case errors.Is(e.Kind, storage.ErrNotFound):
+		return &apiError{status: http.StatusNotFound, code: "not_found", message: e.Message, field: e.Field}
+	case errors.Is(e.Kind, storage.ErrConflict):
+		return &apiError{status: http.StatusConflict, code: "conflict", message: e.Message}
+	case e.Scope != "":
+		return errForbiddenScope(e.Scope)
+	}
+	return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message}
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {

@@ -26,7 +26,7 @@ func (h *Handler) ServeExport(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
 	started := false
-	err := h.store.Export(r.Context(), func(rec storage.ExportRecord) error {
+	err := h.ks.Export(r.Context(), Trusted, func(rec storage.ExportRecord) error {
 		started = true
 		return enc.Encode(rec)
 	})
@@ -72,7 +72,7 @@ func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			err = errInvalid("", "line %d: %v", line, err)
 		} else {
-			err = h.store.Import(r.Context(), Trusted.Actor, rec)
+			err = h.ks.Import(r.Context(), Trusted, rec)
 		}
 		if err != nil {
 			h.failLine(w, r, line, n, err)

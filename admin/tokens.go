@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // TokenWithSecret is a token as its creation answers it: with its value,
@@ -25,13 +26,12 @@ type createTokenRequest struct {
 }
 
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, err := h.visibleKey(r, p, r.PathValue("id"))
+	id, err := keyID(r)
 	if err != nil {
 		return err
 	}
-	// A new value of a key is that key's power: only for callers holding it.
-	if err := checkGrant(p, k.EffectiveScopes); err != nil {
-		return err
+	if _, err := h.ks.Key(r.Context(), p, id); err != nil {
+		return err // a key the caller cannot see is 404 before its body is judged
 	}
 	var req createTokenRequest
 	if err := decode(w, r, &req); err != nil {
@@ -45,32 +45,35 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principa
 		return err
 	}
 	secret := h.tokens.Generate()
-	t := &storage.NewToken{
-		Token: storage.Token{KeyID: k.ID, Name: req.Name, Description: req.Description, Tags: req.Tags,
-			Hint: storage.Hint(secret), ExpiresAt: expiresAt},
-		Hash: storage.HashToken(secret),
-	}
-	if err := h.store.CreateToken(r.Context(), p.Actor, t); err != nil {
+	t, err := h.ks.CreateToken(r.Context(), p, id, storage.NewToken{
+		Name: req.Name, Description: req.Description, Tags: req.Tags, ExpiresAt: expiresAt,
+	}, storage.NewSecret(secret))
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(&t.Token, time.Now()), Secret: secret})
+	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(t, time.Now()), Secret: secret})
 	return nil
 }
 
-// visibleToken loads the key with id and its token tid, if the caller may
-// see them.
-func (h *Handler) visibleToken(r *http.Request, p Principal) (*storage.Key, *storage.Token, error) {
-	k, err := h.visibleKey(r, p, r.PathValue("id"))
+// tokenPath returns the key and token ids of the path, once the caller
+// is known to see them: a token it cannot see is 404 before the body is
+// judged.
+func (h *Handler) tokenPath(r *http.Request, p Principal) (string, string, error) {
+	kid, err := keyID(r)
 	if err != nil {
-		return nil, nil, err
+		return "", "", err
+	}
+	k, err := h.ks.Key(r.Context(), p, kid)
+	if err != nil {
+		return "", "", err
 	}
 	tid := r.PathValue("tid")
 	for i := range k.Tokens {
 		if k.Tokens[i].ID == tid {
-			return k, &k.Tokens[i], nil
+			return k.ID, tid, nil
 		}
 	}
-	return nil, nil, errNotFound("key %s has no token %q", k.ID, tid)
+	return "", "", errNotFound("key %s has no token %q", k.ID, tid)
 }
 
 type updateTokenRequest struct {
@@ -113,7 +116,7 @@ func (f immutableFields) check() error {
 }
 
 func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, t, err := h.visibleToken(r, p)
+	kid, tid, err := h.tokenPath(r, p)
 	if err != nil {
 		return err
 	}
@@ -130,9 +133,6 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	if req.ExpiresAt != nil {
 		if bytes.Equal(bytes.TrimSpace(req.ExpiresAt), []byte("null")) {
-			if t.RotatedAt != nil {
-				return errInvalid("expires_at", "a token being rotated out keeps its expiry")
-			}
 			patch.ClearExpiry = true
 		} else {
 			var v string
@@ -146,13 +146,10 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 			if exp == nil {
 				return errInvalid("expires_at", "expires_at must be an RFC 3339 time or null")
 			}
-			if t.RotatedAt != nil && t.ExpiresAt != nil && exp.After(*t.ExpiresAt) {
-				return errInvalid("expires_at", "a token being rotated out cannot be extended past %s", t.ExpiresAt.Format(time.RFC3339))
-			}
 			patch.ExpiresAt = exp
 		}
 	}
-	updated, err := h.store.UpdateToken(r.Context(), p.Actor, k.ID, t.ID, patch)
+	updated, err := h.ks.UpdateToken(r.Context(), p, kid, tid, patch)
 	if err != nil {
 		return err
 	}
@@ -170,11 +167,8 @@ type rotateRequest struct {
 }
 
 func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, old, err := h.visibleToken(r, p)
+	kid, tid, err := h.tokenPath(r, p)
 	if err != nil {
-		return err
-	}
-	if err := checkGrant(p, k.EffectiveScopes); err != nil {
 		return err
 	}
 	var req rotateRequest
@@ -184,46 +178,31 @@ func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principa
 		}
 	}
 	now := time.Now()
-	var grace time.Duration
+	var rot storage.Rotation
 	if req.Grace != "" {
-		grace, err = time.ParseDuration(req.Grace)
-		if err != nil || grace < 0 {
+		rot.Grace, err = time.ParseDuration(req.Grace)
+		if err != nil || rot.Grace < 0 {
 			return errInvalid("grace", "grace must be a non-negative duration such as 24h")
 		}
 	}
-	if old.ExpiresAt != nil && grace > 0 && now.Add(grace).After(*old.ExpiresAt) {
-		return errInvalid("grace", "grace %s outlives the token, which expires at %s", grace, old.ExpiresAt.Format(time.RFC3339))
+	if rot.ExpiresAt, err = parseExpiry("expires_at", req.ExpiresAt, now); err != nil {
+		return err
 	}
-	if old.RotatedAt != nil {
-		return &apiError{status: http.StatusConflict, code: "conflict", message: "the token was already rotated"}
-	}
-	expiresAt, err := parseExpiry("expires_at", req.ExpiresAt, now)
+	secret := h.tokens.Generate()
+	rotated, err := h.ks.RotateToken(r.Context(), p, kid, tid, rot, storage.NewSecret(secret))
 	if err != nil {
 		return err
 	}
-	if expiresAt == nil && old.ExpiresAt != nil {
-		// Keep the old token's lifetime.
-		e := now.Add(old.ExpiresAt.Sub(old.CreatedAt)).UTC()
-		expiresAt = &e
-	}
-	secret := h.tokens.Generate()
-	next := &storage.NewToken{
-		Token: storage.Token{Hint: storage.Hint(secret), ExpiresAt: expiresAt},
-		Hash:  storage.HashToken(secret),
-	}
-	if _, err := h.store.RotateToken(r.Context(), p.Actor, k.ID, old.ID, next, grace); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(&next.Token, now), Secret: secret})
+	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(&rotated.New, now), Secret: secret})
 	return nil
 }
 
 func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, t, err := h.visibleToken(r, p)
+	kid, tid, err := h.tokenPath(r, p)
 	if err != nil {
 		return err
 	}
-	if err := h.store.DeleteToken(r.Context(), p.Actor, k.ID, t.ID); err != nil {
+	if err := h.ks.DeleteToken(r.Context(), p, kid, tid); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -241,11 +220,11 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	token := strings.TrimSpace(req.Token)
-	if !h.tokens.Valid(token) {
+	value := strings.TrimSpace(req.Token)
+	if !h.tokens.Valid(value) {
 		return errInvalid("token", "token is not a well-formed %s- token", h.tokens.Prefix())
 	}
-	if _, err := h.store.RevokeToken(r.Context(), p.Actor, storage.HashToken(token)); err != nil {
+	if _, err := h.ks.RevokeToken(r.Context(), p, token.Sum(value)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
