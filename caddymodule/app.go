@@ -5,22 +5,27 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/bolt"
+	"github.com/keygate/keygate/storage/cache"
+	"github.com/keygate/keygate/storage/token"
+
+	// The storage modules Keygate ships.
+	_ "github.com/keygate/keygate/storage/postgres"
 )
 
 func init() {
@@ -32,33 +37,21 @@ func init() {
 // shared by every Keygate handler of a config and kept across config
 // reloads as long as the storage and cache settings do not change.
 type App struct {
-	// Storage is where keys live.
-	Storage *StorageConfig `json:"storage,omitempty"`
+	// Storage is where keys live: a module of the apikeys.storage
+	// namespace, such as {"module": "postgres", "dsn": "{env.DATABASE_URL}"}
+	// or {"module": "file", "path": "/var/lib/keys.db"}. Default: the
+	// file store in Caddy's data directory.
+	Storage json.RawMessage `json:"storage,omitempty" caddy:"namespace=apikeys.storage inline_key=module"`
 	// KeyPrefix starts every token: 1–16 of [a-z0-9_]; "-" is added.
 	// Default: sk.
 	KeyPrefix string `json:"key_prefix,omitempty"`
 	// Cache sizes the in-memory cache of verified tokens.
 	Cache *CacheConfig `json:"cache,omitempty"`
 
-	tokens  storage.TokenFormat
+	tokens  token.Format
 	backend *backend
 	poolKey string
 	logger  *zap.Logger
-}
-
-// StorageConfig selects the key store.
-type StorageConfig struct {
-	// Type is "postgres" or "file" (the default).
-	Type string `json:"type"`
-	// Path is the file store's file. Default: keygate/keys.db in Caddy's
-	// data directory.
-	Path string `json:"path,omitempty"`
-	// DSN is the PostgreSQL connection string. Use a runtime placeholder
-	// such as {env.DATABASE_URL} so the secret stays out of the JSON.
-	DSN string `json:"dsn,omitempty"`
-	// Schema is the PostgreSQL schema holding Keygate's tables, so several
-	// deployments can share a database. Default: keygate.
-	Schema string `json:"schema,omitempty"`
 }
 
 // CacheConfig sizes the token cache.
@@ -89,37 +82,38 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	if a.KeyPrefix == "" {
-		a.KeyPrefix = storage.DefaultKeyPrefix
+		a.KeyPrefix = token.DefaultPrefix
 	}
-	tokens, err := storage.NewTokenFormat(a.KeyPrefix)
+	tokens, err := token.NewFormat(a.KeyPrefix)
 	if err != nil {
 		return fmt.Errorf("key_prefix: %w", err)
 	}
 	a.tokens = tokens
-	if a.Storage == nil {
-		a.Storage = &StorageConfig{Type: "file"}
-	}
-	if a.Storage.Type == "file" && a.Storage.Path == "" {
-		a.Storage.Path = DefaultFilePath()
-	}
 	if a.Cache == nil {
 		a.Cache = new(CacheConfig)
 	}
-	repl := caddy.NewReplacer()
+	if a.Cache.MaxEntries < 0 || a.Cache.TTL < 0 || a.Cache.NegativeTTL < 0 {
+		return errors.New("cache: max_entries, ttl and negative_ttl must not be negative")
+	}
+	if a.Storage == nil {
+		a.Storage = json.RawMessage(`{"module": "file"}`)
+	}
+	mod, err := ctx.LoadModule(a, "Storage")
+	if err != nil {
+		return fmt.Errorf("loading the storage module: %w", err)
+	}
+	opener, ok := mod.(storage.Opener)
+	if !ok {
+		return fmt.Errorf("storage module %T does not open a storage.Backend", mod)
+	}
 	settings := backendSettings{
-		tokens:      tokens,
-		storageType: a.Storage.Type,
-		dsn:         repl.ReplaceKnown(a.Storage.DSN, ""),
-		schema:      a.Storage.Schema,
-		path:        repl.ReplaceKnown(a.Storage.Path, ""),
-		cache: storage.CacheConfig{
+		tokens: tokens,
+		opener: opener,
+		cache: cache.Config{
 			MaxEntries:  a.Cache.MaxEntries,
 			TTL:         time.Duration(a.Cache.TTL),
 			NegativeTTL: time.Duration(a.Cache.NegativeTTL),
 		},
-	}
-	if settings.schema == "" {
-		settings.schema = storage.DefaultSchema
 	}
 	a.poolKey = settings.key()
 	value, _, err := backends.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
@@ -129,34 +123,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.backend = value.(*backend)
-	return nil
-}
-
-// Validate checks the settings Provision did not.
-func (a *App) Validate() error {
-	switch a.Storage.Type {
-	case "postgres":
-		if a.Storage.DSN == "" {
-			return errors.New("storage postgres: a connection string is required")
-		}
-		if a.backend.settings.dsn == "" {
-			// An empty DSN would make pgx fall back to libpq defaults and
-			// PG* variables: possibly another database.
-			return fmt.Errorf("storage postgres: the connection string %q is empty once placeholders are replaced (is the variable set?)", a.Storage.DSN)
-		}
-		if err := storage.ValidateSchema(a.backend.settings.schema); err != nil {
-			return fmt.Errorf("storage postgres: %w", err)
-		}
-	case "file":
-		if a.backend.settings.path == "" {
-			return fmt.Errorf("storage file: the path %q is empty once placeholders are replaced", a.Storage.Path)
-		}
-	default:
-		return fmt.Errorf("storage: unknown type %q (want postgres or file)", a.Storage.Type)
-	}
-	if a.Cache.MaxEntries < 0 || a.Cache.TTL < 0 || a.Cache.NegativeTTL < 0 {
-		return errors.New("cache: max_entries, ttl and negative_ttl must not be negative")
-	}
 	return nil
 }
 
@@ -181,10 +147,10 @@ func (a *App) Cleanup() error {
 }
 
 // Tokens returns the token format of this app.
-func (a *App) Tokens() storage.TokenFormat { return a.tokens }
+func (a *App) Tokens() token.Format { return a.tokens }
 
 // verifier returns the cache, or nil before Start.
-func (a *App) verifier() *storage.Cache {
+func (a *App) verifier() *cache.Cache[*verified] {
 	b := a.backend.get()
 	if b == nil {
 		return nil
@@ -207,16 +173,13 @@ var backends = caddy.NewUsagePool()
 
 // backendSettings identify a backend.
 type backendSettings struct {
-	tokens      storage.TokenFormat
-	storageType string
-	dsn         string
-	schema      string
-	path        string
-	cache       storage.CacheConfig
+	tokens token.Format
+	opener storage.Opener
+	cache  cache.Config
 }
 
 func (s backendSettings) key() string {
-	return s.tokens.Prefix() + "\x00" + s.storageType + "\x00" + s.dsn + "\x00" + s.schema + "\x00" + s.path + "\x00" +
+	return s.tokens.Prefix() + "\x00" + s.opener.Identity() + "\x00" +
 		strconv.FormatInt(s.cache.MaxEntries, 10) + "\x00" + s.cache.TTL.String() + "\x00" + s.cache.NegativeTTL.String()
 }
 
@@ -231,8 +194,8 @@ type backend struct {
 
 // openBackend is what an open backend serves with.
 type openBackend struct {
-	store storage.Store
-	cache *storage.Cache
+	ks    *storage.Keystore
+	cache *cache.Cache[*verified]
 	api   *admin.Handler
 
 	stopListener context.CancelFunc
@@ -245,65 +208,56 @@ func (b *backend) open(logger *zap.Logger) error {
 	if b.live.Load() != nil {
 		return nil
 	}
-	st, err := b.openStore()
+	be, err := b.settings.opener.Open(context.Background())
 	if err != nil {
 		return err
 	}
+	ks := storage.New(be)
 	cfg := b.settings.cache
-	cfg.Decorate = decorateCredential
 	cfg.ObserveLookup = observeLookup
-	cache, err := storage.NewCache(st, cfg)
+	c, err := cache.New(ks, decorateCredential, cfg)
 	if err != nil {
-		st.Close()
+		_ = ks.Close()
 		return err
 	}
-	liveCaches.Store(cache, struct{}{})
-	ob := &openBackend{store: st, cache: cache, api: admin.New(st, b.settings.tokens, logger.Named("admin"))}
+	liveCaches.Store(c, struct{}{})
+	ob := &openBackend{ks: ks, cache: c, api: admin.New(ks, b.settings.tokens, logger.Named("admin"))}
 	listenCtx, stop := context.WithCancel(context.Background())
 	ob.stopListener = stop
-	if pg, ok := st.(*storage.Postgres); ok {
-		// Other nodes share a PostgreSQL store: follow their changes.
-		listen(listenCtx, &ob.listening, pg, cache, logger)
+	if l := ks.Listener(); l != nil {
+		// Other nodes share the store: follow their changes.
+		listen(listenCtx, &ob.listening, l, c, logger)
 	}
 	b.live.Store(ob)
-	where := zap.String("schema", b.settings.schema)
-	if b.settings.storageType == "file" {
-		where = zap.String("path", b.settings.path)
-	}
-	logger.Info("key store open", zap.String("storage", b.settings.storageType), where)
+	logger.Info("key store open", zap.Stringer("storage", describe(b.settings.opener)))
 	return nil
 }
 
-// openStore opens the configured store.
-func (b *backend) openStore() (storage.Store, error) {
-	if b.settings.storageType == "file" {
-		st, err := storage.OpenFile(b.settings.path)
-		if err != nil {
-			return nil, err
-		}
-		return st, nil
+// describe names a store for logs, without secrets: its String when it
+// has one, else its module's type.
+func describe(o storage.Opener) fmt.Stringer {
+	if s, ok := o.(fmt.Stringer); ok {
+		return s
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := storage.OpenPostgres(ctx, b.settings.dsn, b.settings.schema)
-	if err != nil {
-		return nil, fmt.Errorf("opening key store: %w", err)
-	}
-	return st, nil
+	return stringer(fmt.Sprintf("%T", o))
 }
+
+type stringer string
+
+func (s stringer) String() string { return string(s) }
 
 // listen starts the change listener of a PostgreSQL store and waits, at
 // most a few seconds, until it is connected.
-func listen(ctx context.Context, listening *sync.WaitGroup, pg *storage.Postgres, cache *storage.Cache, logger *zap.Logger) {
+func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, c *cache.Cache[*verified], logger *zap.Logger) {
 	connected := make(chan struct{})
-	hooks := listenHooks(cache, logger.Named("listener"))
+	hooks := listenHooks(c, logger.Named("listener"))
 	onConnect := hooks.Connected
 	var once sync.Once
 	hooks.Connected = func() {
 		onConnect()
 		once.Do(func() { close(connected) })
 	}
-	listening.Go(func() { pg.Listen(ctx, hooks) })
+	listening.Go(func() { l.Listen(ctx, hooks) })
 	// Serve once change notices flow, so nothing cached can miss one; a
 	// listener that cannot connect yet catches up when it does (it
 	// forgets the whole cache then).
@@ -316,12 +270,10 @@ func listen(ctx context.Context, listening *sync.WaitGroup, pg *storage.Postgres
 
 // DefaultFilePath is where the file store lives when no path is given:
 // keygate/keys.db in Caddy's data directory.
-func DefaultFilePath() string {
-	return filepath.Join(caddy.AppDataDir(), "keygate", "keys.db")
-}
+func DefaultFilePath() string { return bolt.DefaultPath() }
 
 // listenHooks apply other nodes' change notices to cache.
-func listenHooks(cache *storage.Cache, logger *zap.Logger) storage.ListenHooks {
+func listenHooks(cache *cache.Cache[*verified], logger *zap.Logger) storage.ListenHooks {
 	return storage.ListenHooks{
 		Notice: func(inv storage.Invalidation) {
 			metrics.notices.Inc()
@@ -352,141 +304,7 @@ func (b *backend) Destruct() error {
 		ob.listening.Wait()
 		ob.cache.Close() // writes pending last-used times
 		liveCaches.Delete(ob.cache)
-		ob.store.Close()
-	}
-	return nil
-}
-
-// parseGlobalOption sets up the apikeys app from the Caddyfile:
-//
-//	apikeys {
-//		storage postgres <dsn> {
-//			schema <name>
-//		}
-//		key_prefix <prefix>
-//		cache {
-//			max_entries <n>
-//			ttl <duration>
-//			negative_ttl <duration>
-//		}
-//	}
-func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
-	app := new(App)
-	if existing != nil {
-		return nil, d.Err("apikeys: the global option may appear only once")
-	}
-	if err := app.UnmarshalCaddyfile(d); err != nil {
-		return nil, err
-	}
-	return httpcaddyfile.App{Name: "apikeys", Value: caddyconfig.JSON(app, nil)}, nil
-}
-
-// UnmarshalCaddyfile sets up the app from Caddyfile tokens.
-func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume option name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "storage":
-			if a.Storage != nil {
-				return d.Err("storage: already set")
-			}
-			a.Storage = new(StorageConfig)
-			if !d.NextArg() {
-				return d.Err("storage: expected a type: postgres <dsn> or file <path>")
-			}
-			a.Storage.Type = d.Val()
-			switch a.Storage.Type {
-			case "postgres":
-				if !d.NextArg() {
-					return d.Err("storage postgres: expected a connection string, e.g. {env.DATABASE_URL}")
-				}
-				a.Storage.DSN = d.Val()
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-				for d.NextBlock(1) {
-					switch d.Val() {
-					case "schema":
-						if !d.NextArg() {
-							return d.ArgErr()
-						}
-						a.Storage.Schema = d.Val()
-						if err := storage.ValidateSchema(a.Storage.Schema); err != nil {
-							return d.Errf("storage postgres: %v", err)
-						}
-						if d.NextArg() {
-							return d.ArgErr()
-						}
-					default:
-						return d.Errf("storage postgres: unknown option %q", d.Val())
-					}
-				}
-			case "file":
-				if !d.NextArg() {
-					return d.Err("storage file: expected a path")
-				}
-				a.Storage.Path = d.Val()
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-			default:
-				return d.Errf("storage: unknown type %q (want postgres or file)", a.Storage.Type)
-			}
-		case "key_prefix":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			a.KeyPrefix = d.Val()
-			if err := storage.ValidateKeyPrefix(a.KeyPrefix); err != nil {
-				return d.Errf("key_prefix: %v", err)
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "cache":
-			if a.Cache != nil {
-				return d.Err("cache: already set")
-			}
-			a.Cache = new(CacheConfig)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			for d.NextBlock(1) {
-				opt := d.Val()
-				if !d.NextArg() {
-					return d.ArgErr()
-				}
-				val := d.Val()
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-				switch opt {
-				case "max_entries":
-					n, err := strconv.ParseInt(val, 10, 64)
-					if err != nil || n < 1 {
-						return d.Errf("cache max_entries: %q is not a positive integer", val)
-					}
-					a.Cache.MaxEntries = n
-				case "ttl", "negative_ttl":
-					dur, err := caddy.ParseDuration(val)
-					if err != nil || dur <= 0 {
-						return d.Errf("cache %s: %q is not a positive duration", opt, val)
-					}
-					if opt == "ttl" {
-						a.Cache.TTL = caddy.Duration(dur)
-					} else {
-						a.Cache.NegativeTTL = caddy.Duration(dur)
-					}
-				default:
-					return d.Errf("cache: unknown option %q", opt)
-				}
-			}
-		default:
-			return d.Errf("apikeys: unknown option %q", d.Val())
-		}
+		_ = ob.ks.Close()
 	}
 	return nil
 }
@@ -495,7 +313,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var (
 	_ caddy.App             = (*App)(nil)
 	_ caddy.Provisioner     = (*App)(nil)
-	_ caddy.Validator       = (*App)(nil)
 	_ caddy.CleanerUpper    = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddy.Destructor      = (*backend)(nil)

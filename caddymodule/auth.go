@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/internal/routetable"
 	"github.com/keygate/keygate/internal/scope"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
 func init() {
@@ -62,7 +63,7 @@ type AuthHandler struct {
 	Require []string `json:"require,omitempty"`
 
 	app      *App
-	tokens   storage.TokenFormat
+	tokens   token.Format
 	sources  []string
 	table    routetable.Table[*access]
 	fallback *access
@@ -229,7 +230,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 
 // authorize decides on the request and strips its credential. It returns
 // the caller's credential, nil for a public route, or the refusal.
-func (h *AuthHandler) authorize(r *http.Request) (*storage.Credential, *denial) {
+func (h *AuthHandler) authorize(r *http.Request) (*verified, *denial) {
 	acc := h.fallback
 	if len(h.Routes) > 0 {
 		if matched, ok := h.table.Match(r.Method, canonicalPath(r)); ok {
@@ -296,7 +297,7 @@ func canonicalPath(r *http.Request) string {
 
 // setPlaceholders exposes the caller's identity to later handlers and
 // logs; on a public route (cred nil) the {apikey.*} placeholders are empty.
-func setPlaceholders(r *http.Request, cred *storage.Credential) {
+func setPlaceholders(r *http.Request, cred *verified) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return
@@ -305,9 +306,7 @@ func setPlaceholders(r *http.Request, cred *storage.Credential) {
 		repl.Map(anonymousVars)
 		return
 	}
-	if vars, ok := cred.Values.(caddy.ReplacerFunc); ok {
-		repl.Map(vars)
-	}
+	repl.Map(cred.vars)
 }
 
 // parseAuthDirective sets up the handler from the Caddyfile:

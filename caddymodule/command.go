@@ -24,6 +24,7 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/storage"
+	tokenfmt "github.com/keygate/keygate/storage/token"
 )
 
 func init() {
@@ -494,7 +495,7 @@ func cmdRevoke(c *apikeyCLI, args []string) error {
 		return redactError(err, token)
 	}
 	if !c.json {
-		fmt.Fprintf(c.out, "Revoked token %s.\n", storage.Hint(token))
+		fmt.Fprintf(c.out, "Revoked token %s.\n", tokenfmt.Hint(token))
 	}
 	return nil
 }
