@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
-
 )
 
 // openAPIMethods are the operation keys of an OpenAPI path item.

@@ -40,6 +40,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/cache"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // options are the command's flags.
@@ -248,7 +250,7 @@ func (b *bench) importKeys(path string) error {
 // writeKeys writes an export of one account holding n keys with one token
 // each (scope apps:read), and the tokens, one per line, to tokensPath.
 func writeKeys(exportPath, tokensPath string, n int) ([]string, error) {
-	tokens, err := storage.NewTokenFormat(storage.DefaultKeyPrefix)
+	tokens, err := token.NewFormat(token.DefaultPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -260,23 +262,21 @@ func writeKeys(exportPath, tokensPath string, n int) ([]string, error) {
 	w := bufio.NewWriter(out)
 	enc := json.NewEncoder(w)
 	now := time.Now().UTC()
-	acc := storage.Account{ID: storage.NewID(storage.AccountIDPrefix), Name: "bench", Kind: storage.KindService, Scopes: []string{"apps"}, CreatedAt: now}
-	if err := enc.Encode(storage.ExportRecord{Type: storage.RecordAccount, Account: &acc}); err != nil {
+	acc := storage.ExportAccount{ID: storage.NewID(storage.AccountIDPrefix), Name: "bench", Kind: storage.KindService, Scopes: []string{"apps"}, CreatedAt: now}
+	if err := enc.Encode(storage.ExportRecord{Type: storage.RecordAccount, Version: storage.ExportVersion, Account: &acc}); err != nil {
 		return nil, err
 	}
 	values := make([]string, n)
 	for i := range n {
 		values[i] = tokens.Generate()
-		k := storage.Key{ID: storage.NewID(storage.KeyIDPrefix), AccountID: acc.ID, Name: "bench-" + strconv.Itoa(i), Scopes: []string{"apps:read"}, CreatedAt: now, CreatedBy: "bench"}
-		hash := storage.HashToken(values[i])
-		t := storage.TokenRecord{
-			Token: storage.Token{ID: storage.NewID(storage.TokenIDPrefix), KeyID: k.ID, Name: "default", Hint: storage.Hint(values[i]), CreatedAt: now},
-			Hash:  hash[:],
-		}
-		if err := enc.Encode(storage.ExportRecord{Type: storage.RecordKey, Key: &k}); err != nil {
+		k := storage.ExportKey{ID: storage.NewID(storage.KeyIDPrefix), Account: acc.ID, Name: "bench-" + strconv.Itoa(i), Scopes: []string{"apps:read"}, CreatedAt: now, CreatedBy: "bench"}
+		hash := token.Sum(values[i])
+		t := storage.ExportToken{ID: storage.NewID(storage.TokenIDPrefix), Key: k.ID, Name: "default",
+			Hint: token.Hint(values[i]), CreatedAt: now, Hash: hash[:]}
+		if err := enc.Encode(storage.ExportRecord{Type: storage.RecordKey, Version: storage.ExportVersion, Key: &k}); err != nil {
 			return nil, err
 		}
-		if err := enc.Encode(storage.ExportRecord{Type: storage.RecordToken, Token: &t}); err != nil {
+		if err := enc.Encode(storage.ExportRecord{Type: storage.RecordToken, Version: storage.ExportVersion, Token: &t}); err != nil {
 			return nil, err
 		}
 	}
@@ -304,7 +304,7 @@ func (b *bench) compare() error {
 	if err := b.startServers(export); err != nil {
 		return err
 	}
-	if err := b.startCaddy(storage.DefaultMaxEntries); err != nil {
+	if err := b.startCaddy(cache.DefaultMaxEntries); err != nil {
 		return err
 	}
 	if err := b.importKeys(export); err != nil {
@@ -567,7 +567,7 @@ func (b *bench) scale() error {
 		if err := b.touch(slices.Repeat(tokens[:1], 1000)); err != nil {
 			return err
 		}
-		time.Sleep(storage.UseFlushInterval + time.Second)
+		time.Sleep(cache.UseFlushInterval + time.Second)
 		heap0, rss0, err := b.memory()
 		if err != nil {
 			return err
@@ -575,7 +575,7 @@ func (b *bench) scale() error {
 		if err := b.touch(tokens[:b.opts.scaleKeys]); err != nil {
 			return err
 		}
-		time.Sleep(storage.UseFlushInterval + time.Second)
+		time.Sleep(cache.UseFlushInterval + time.Second)
 		heap1, rss1, err := b.memory()
 		if err != nil {
 			return err
