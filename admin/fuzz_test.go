@@ -58,6 +58,7 @@ var fuzzRoutes = []fuzzRoute{
 	{"POST", "/keys/key_1/tokens/tok_1/rotate"},
 	{"POST", "/revoke"},
 	{"PATCH", "/keys/key_2"}, // a key of another account
+	{"PATCH", "/keys/key_3"}, // a sibling wider than some callers
 }
 
 // fuzzPrincipals are the callers: the trusted admin endpoint, a key that
@@ -145,6 +146,34 @@ func (s *fuzzStore) visible(id string) bool {
 	return s.p.AccountID == "" || scope.AnyCovers(s.p.Scopes, "accounts:read") || id == s.p.AccountID
 }
 
+// covered fails unless the caller holds every scope of a write's target.
+func (s *fuzzStore) covered(what string, list []string) {
+	s.t.Helper()
+	for _, sc := range list {
+		if !scope.AnyCovers(s.p.Scopes, sc) {
+			s.fail("%s holds %q, which the caller %q does not", what, sc, s.p.Scopes)
+		}
+	}
+}
+
+// keyCovered fails unless the caller may write on key: it sees it, and it
+// holds the key's own scopes (its account's when it inherits), unless the
+// key is the caller's own.
+func (s *fuzzStore) keyCovered(k *storage.Key) {
+	s.t.Helper()
+	if k == nil || !s.visible(k.AccountID) {
+		s.fail("write on an unseen key %v", k)
+	}
+	if k.ID == s.p.Actor {
+		return
+	}
+	if k.Scopes != nil {
+		s.covered("key "+k.ID, k.Scopes)
+	} else {
+		s.covered("key "+k.ID, s.account(k.AccountID).Scopes)
+	}
+}
+
 func (s *fuzzStore) account(ref string) *storage.Account {
 	switch ref {
 	case "acc_1", "own":
@@ -163,9 +192,11 @@ func (s *fuzzStore) key(id string) *storage.Key {
 	}
 	switch id {
 	case "key_1":
-		return &storage.Key{ID: id, AccountID: "acc_1", Name: "k1", EffectiveScopes: []string{"apps:read"}, CreatedAt: s.now, Tokens: tokens}
+		return &storage.Key{ID: id, AccountID: "acc_1", Name: "k1", EffectiveScopes: []string{"accounts", "api_keys", "apps"}, CreatedAt: s.now, Tokens: tokens}
 	case "key_2":
 		return &storage.Key{ID: id, AccountID: "acc_2", Name: "k2", Scopes: []string{"apps"}, EffectiveScopes: []string{"apps"}, CreatedAt: s.now, Tokens: tokens}
+	case "key_3":
+		return &storage.Key{ID: id, AccountID: "acc_1", Name: "k3", Scopes: []string{"apps"}, EffectiveScopes: []string{"apps"}, CreatedAt: s.now, Tokens: tokens}
 	}
 	return nil
 }
@@ -217,9 +248,10 @@ func (s *fuzzStore) CreateAccount(_ context.Context, actor string, a *storage.Ac
 func (s *fuzzStore) UpdateAccount(_ context.Context, actor, id string, p storage.AccountPatch) (*storage.Account, error) {
 	s.write("UpdateAccount", actor)
 	a := s.account(id)
-	if a == nil || a.ID != id {
+	if a == nil || a.ID != id || !s.visible(id) {
 		s.fail("UpdateAccount of %q", id)
 	}
+	s.covered("account "+id, a.Scopes)
 	if p.Name != nil {
 		s.accountName(*p.Name)
 		a.Name = *p.Name
@@ -237,8 +269,13 @@ func (s *fuzzStore) UpdateAccount(_ context.Context, actor, id string, p storage
 	return a, nil
 }
 
-func (s *fuzzStore) DeleteAccount(_ context.Context, actor, _ string) error {
+func (s *fuzzStore) DeleteAccount(_ context.Context, actor, id string) error {
 	s.write("DeleteAccount", actor)
+	if a := s.account(id); a == nil || !s.visible(id) {
+		s.fail("DeleteAccount of %q", id)
+	} else {
+		s.covered("account "+id, a.Scopes)
+	}
 	return nil
 }
 
@@ -246,6 +283,9 @@ func (s *fuzzStore) CreateKey(_ context.Context, actor string, k *storage.Key, f
 	s.write("CreateKey", actor)
 	if a := s.account(k.AccountID); a == nil || a.ID != k.AccountID || !s.visible(k.AccountID) {
 		s.fail("CreateKey on account %q", k.AccountID)
+	}
+	if k.AccountID != s.p.AccountID {
+		s.covered("account "+k.AccountID, s.account(k.AccountID).Scopes)
 	}
 	if !fuzzText(k.Name, true, 200) || !fuzzText(k.Description, false, 2000) {
 		s.fail("key name %q or description %q", k.Name, k.Description)
@@ -262,17 +302,16 @@ func (s *fuzzStore) CreateKey(_ context.Context, actor string, k *storage.Key, f
 	return nil
 }
 
-func (s *fuzzStore) DeleteKey(_ context.Context, actor, _ string) error {
+func (s *fuzzStore) DeleteKey(_ context.Context, actor, id string) error {
 	s.write("DeleteKey", actor)
+	s.keyCovered(s.key(id))
 	return nil
 }
 
 func (s *fuzzStore) UpdateKey(_ context.Context, actor, id string, p storage.KeyPatch) (*storage.Key, error) {
 	s.write("UpdateKey", actor)
 	k := s.key(id)
-	if k == nil || !s.visible(k.AccountID) {
-		s.fail("UpdateKey of %q", id)
-	}
+	s.keyCovered(k)
 	if p.Name != nil && !fuzzText(*p.Name, true, 200) {
 		s.fail("key name %q", *p.Name)
 	}
@@ -293,9 +332,7 @@ func (s *fuzzStore) UpdateKey(_ context.Context, actor, id string, p storage.Key
 
 func (s *fuzzStore) CreateToken(_ context.Context, actor string, t *storage.NewToken) error {
 	s.write("CreateToken", actor)
-	if k := s.key(t.KeyID); k == nil || !s.visible(k.AccountID) {
-		s.fail("CreateToken on key %q", t.KeyID)
-	}
+	s.keyCovered(s.key(t.KeyID))
 	if !fuzzText(t.Name, false, 200) || !fuzzText(t.Description, false, 2000) {
 		s.fail("token name %q or description %q", t.Name, t.Description)
 	}
@@ -308,9 +345,7 @@ func (s *fuzzStore) CreateToken(_ context.Context, actor string, t *storage.NewT
 func (s *fuzzStore) UpdateToken(_ context.Context, actor, keyID, tokenID string, p storage.TokenPatch) (*storage.Token, error) {
 	s.write("UpdateToken", actor)
 	k := s.key(keyID)
-	if k == nil || !s.visible(k.AccountID) {
-		s.fail("UpdateToken on key %q", keyID)
-	}
+	s.keyCovered(k)
 	var old *storage.Token
 	for i := range k.Tokens {
 		if k.Tokens[i].ID == tokenID {
@@ -342,7 +377,8 @@ func (s *fuzzStore) UpdateToken(_ context.Context, actor, keyID, tokenID string,
 func (s *fuzzStore) RotateToken(_ context.Context, actor, keyID, tokenID string, next *storage.NewToken, grace time.Duration) (*storage.Token, error) {
 	s.write("RotateToken", actor)
 	k := s.key(keyID)
-	if k == nil || !s.visible(k.AccountID) || tokenID != "tok_1" {
+	s.keyCovered(k)
+	if tokenID != "tok_1" {
 		s.fail("RotateToken of %q %q", keyID, tokenID)
 	}
 	if grace < 0 || time.Now().Add(grace).After(*k.Tokens[0].ExpiresAt) {
@@ -352,8 +388,9 @@ func (s *fuzzStore) RotateToken(_ context.Context, actor, keyID, tokenID string,
 	return nil, nil
 }
 
-func (s *fuzzStore) DeleteToken(_ context.Context, actor, _, _ string) error {
+func (s *fuzzStore) DeleteToken(_ context.Context, actor, keyID, _ string) error {
 	s.write("DeleteToken", actor)
+	s.keyCovered(s.key(keyID))
 	return nil
 }
 
@@ -430,6 +467,8 @@ func FuzzAdminRequests(f *testing.F) {
 		{8, `{"token":" sk-bad "}`},
 		{8, `{"token":null}`},
 		{9, `{"name":"theirs"}`},
+		{10, `{"name":"wider"}`},
+		{10, `{"scopes":["apps:read"]}`},
 	}
 	tokens, _ := storage.NewTokenFormat("sk")
 	valid := tokens.Generate()
