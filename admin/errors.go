@@ -33,14 +33,6 @@ func errNotFound(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusNotFound, code: "not_found", message: fmt.Sprintf(format, args...)}
 }
 
-func errForbiddenScope(s string) *apiError {
-	return &apiError{
-		status: http.StatusForbidden, code: "forbidden",
-		message: "cannot grant scope " + s + ": the caller does not hold it",
-		extra:   map[string]any{"scope": s},
-	}
-}
-
 // fail answers err: API errors as they are, store errors by their kind,
 // anything else as a 500 that is logged.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -77,7 +69,7 @@ func ruleError(e *storage.Error) *apiError {
 	case errors.Is(e.Kind, storage.ErrConflict):
 		return &apiError{status: http.StatusConflict, code: "conflict", message: e.Message}
 	case e.Scope != "":
-		return errForbiddenScope(e.Scope)
+		return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message, extra: map[string]any{"scope": e.Scope}}
 	}
 	return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message}
 }

@@ -60,6 +60,7 @@ var fuzzRoutes = []fuzzRoute{
 	{"POST", "/keys/key_1/tokens/tok_1/rotate"},
 	{"POST", "/revoke"},
 	{"PATCH", "/keys/key_2"}, // a key of another account
+	{"PATCH", "/keys/key_3"}, // a sibling wider than some callers
 }
 
 // fuzzPrincipals are the callers: the trusted admin endpoint, a key that
@@ -81,11 +82,13 @@ type fuzzBackend struct {
 	start   time.Time
 	commits int
 	hashes  []token.Hash // what TokenByHash was asked in writes
+	// revoking is set for /revoke, which is outside the covering rule.
+	revoking *struct{}
 }
 
 // newFuzzBackend returns the fixtures: accounts acc_1 ("own") and acc_2
 // ("other"), key_1 of acc_1 (inheriting) with tok_1 and tok_2 (being
-// rotated out), key_2 of acc_2 with tok_3.
+// rotated out), key_2 of acc_2 with tok_3, key_3 of acc_1 (apps).
 func newFuzzBackend(t *testing.T, p Principal) *fuzzBackend {
 	now := time.Now().UTC()
 	exp1, exp2, rotated := now.Add(720*time.Hour), now.Add(time.Hour), now.Add(-time.Minute)
@@ -102,6 +105,7 @@ func newFuzzBackend(t *testing.T, p Principal) *fuzzBackend {
 		for _, k := range []storage.Key{
 			{ID: "key_1", AccountID: "acc_1", Name: "k1", Tags: map[string]string{}, CreatedAt: now},
 			{ID: "key_2", AccountID: "acc_2", Name: "k2", Tags: map[string]string{}, Scopes: []string{"apps"}, CreatedAt: now},
+			{ID: "key_3", AccountID: "acc_1", Name: "k3", Tags: map[string]string{}, Scopes: []string{"apps"}, CreatedAt: now},
 		} {
 			if err := tx.PutKey(&k); err != nil {
 				return err
@@ -192,6 +196,59 @@ func (tx *fuzzTx) visible(id string) bool {
 	return p.Trusted || scope.AnyCovers(p.Scopes, "accounts:read") || id == p.AccountID
 }
 
+// covered fails unless the caller holds every scope of a write's target.
+func (tx *fuzzTx) covered(what string, list []string) {
+	for _, sc := range list {
+		if !scope.AnyCovers(tx.b.p.Scopes, sc) {
+			tx.b.fail("%s holds %q, which the caller %q does not", what, sc, tx.b.p.Scopes)
+		}
+	}
+}
+
+// keyCovered fails unless the caller may write on the key with id as it
+// was: it sees it, and holds the key's own scopes (its account's when it
+// inherits), unless the key is the caller's own.
+func (tx *fuzzTx) keyCovered(id string) {
+	k, err := tx.Key(id)
+	if err != nil {
+		return // a new key
+	}
+	if !tx.visible(k.AccountID) {
+		tx.b.fail("write on an unseen key %s", id)
+	}
+	if k.ID == tx.b.p.Actor {
+		return
+	}
+	grant := k.Scopes
+	if grant == nil {
+		a, _ := tx.Account(k.AccountID)
+		grant = a.Scopes
+	}
+	tx.covered("key "+k.ID, grant)
+}
+
+func (tx *fuzzTx) DeleteAccount(id string) error {
+	if a, err := tx.Account(id); err == nil {
+		if !tx.visible(id) {
+			tx.b.fail("deleting an unseen account %s", id)
+		}
+		tx.covered("account "+id, a.Scopes)
+	}
+	return tx.Tx.DeleteAccount(id)
+}
+
+func (tx *fuzzTx) DeleteKey(id string) error {
+	tx.keyCovered(id)
+	return tx.Tx.DeleteKey(id)
+}
+
+func (tx *fuzzTx) DeleteToken(id string) error {
+	if t, err := tx.Token(id); err == nil && tx.b.revoking == nil {
+		tx.keyCovered(t.KeyID)
+	}
+	return tx.Tx.DeleteToken(id)
+}
+
 func (tx *fuzzTx) PutAccount(a *storage.Account) error {
 	b := tx.b
 	old, _ := tx.Account(a.ID)
@@ -206,6 +263,12 @@ func (tx *fuzzTx) PutAccount(a *storage.Account) error {
 	}
 	if old == nil || !slices.Equal(old.Scopes, a.Scopes) {
 		tx.scopes("account", a.Scopes)
+	}
+	if old != nil {
+		if !tx.visible(a.ID) {
+			b.fail("write on an unseen account %s", a.ID)
+		}
+		tx.covered("account "+a.ID, old.Scopes)
 	}
 	return tx.Tx.PutAccount(a)
 }
@@ -226,6 +289,11 @@ func (tx *fuzzTx) PutKey(k *storage.Key) error {
 	if old == nil && k.CreatedBy != b.p.Actor {
 		b.fail("key created by %q", k.CreatedBy)
 	}
+	if old == nil && k.AccountID != b.p.AccountID {
+		a, _ := tx.Account(k.AccountID)
+		tx.covered("account "+k.AccountID, a.Scopes)
+	}
+	tx.keyCovered(k.ID)
 	return tx.Tx.PutKey(k)
 }
 
@@ -236,6 +304,9 @@ func (tx *fuzzTx) PutToken(t *storage.TokenRecord) error {
 		b.fail("token %s written on key %q", t.ID, t.KeyID)
 	}
 	tx.labels("token", t.Name, t.Description, false, t.Tags)
+	if b.revoking == nil {
+		tx.keyCovered(t.KeyID)
+	}
 	old, _ := tx.Token(t.ID)
 	changed := old == nil || (old.ExpiresAt == nil) != (t.ExpiresAt == nil) || old.ExpiresAt != nil && !old.ExpiresAt.Equal(*t.ExpiresAt)
 	if changed && t.ExpiresAt != nil && !t.ExpiresAt.After(b.start) {
@@ -312,6 +383,8 @@ func FuzzAdminRequests(f *testing.F) {
 		{8, `{"token":" sk-bad "}`},
 		{8, `{"token":null}`},
 		{9, `{"name":"theirs"}`},
+		{10, `{"name":"wider"}`},
+		{10, `{"scopes":["apps:read"]}`},
 	}
 	tokens := testTokens
 	valid := tokens.Generate()
@@ -326,6 +399,9 @@ func FuzzAdminRequests(f *testing.F) {
 		rt := fuzzRoutes[int(route)%len(fuzzRoutes)]
 		p := fuzzPrincipals[int(principal)%len(fuzzPrincipals)]
 		st := newFuzzBackend(t, p)
+		if rt.path == "/revoke" {
+			st.revoking = &struct{}{}
+		}
 		h := New(storage.New(st), tokens, zap.NewNop())
 		req := httptest.NewRequest(rt.method, rt.path, bytes.NewReader(body))
 		req = req.WithContext(WithPrincipal(req.Context(), p))

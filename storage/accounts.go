@@ -47,6 +47,16 @@ func visibleAccount(tx Tx, p Principal, ref, field string) (*Account, error) {
 	return a, err
 }
 
+// writableAccount finds the account ref for a write by p: p must see it
+// and cover it.
+func writableAccount(tx Tx, p Principal, ref, field string) (*Account, error) {
+	a, err := visibleAccount(tx, p, ref, field)
+	if err != nil {
+		return nil, err
+	}
+	return a, p.canActOnAccount(a)
+}
+
 // CreateAccount creates an account. Its name must be free (else
 // ErrConflict) and its scopes held by p.
 func (ks *Keystore) CreateAccount(ctx context.Context, p Principal, n NewAccount) (*Account, error) {
@@ -120,23 +130,26 @@ func (ks *Keystore) Accounts(ctx context.Context, p Principal, opts ListOptions)
 	return nonNilList(accounts), next, nil
 }
 
-// UpdateAccount changes the account ref. New scopes must be held by p.
+// UpdateAccount changes the account ref, which p must cover. New scopes
+// must be held by p.
 func (ks *Keystore) UpdateAccount(ctx context.Context, p Principal, ref string, patch AccountPatch) (*Account, error) {
 	if patch.Name != nil {
 		if err := checkAccountName(*patch.Name); err != nil {
 			return nil, err
 		}
 	}
-	if patch.Scopes != nil {
-		if err := p.grant(*patch.Scopes); err != nil {
-			return nil, err
-		}
-	}
 	var out *Account
 	err := ks.write(ctx, p, "updating account", func(c *change) error {
-		a, err := visibleAccount(c, p, ref, "")
+		// Editing or re-enabling an account hands its scopes to its keys:
+		// only for callers holding them all.
+		a, err := writableAccount(c, p, ref, "")
 		if err != nil {
 			return err
+		}
+		if patch.Scopes != nil {
+			if err := p.grant(*patch.Scopes); err != nil {
+				return err
+			}
 		}
 		details := map[string]any{}
 		if patch.Name != nil {
@@ -175,10 +188,11 @@ func (ks *Keystore) UpdateAccount(ctx context.Context, p Principal, ref string, 
 	return out, nil
 }
 
-// DeleteAccount deletes the account ref with its keys and their tokens.
+// DeleteAccount deletes the account ref, which p must cover, with its keys
+// and their tokens.
 func (ks *Keystore) DeleteAccount(ctx context.Context, p Principal, ref string) error {
 	return ks.write(ctx, p, "deleting account", func(c *change) error {
-		a, err := visibleAccount(c, p, ref, "")
+		a, err := writableAccount(c, p, ref, "")
 		if err != nil {
 			return err
 		}

@@ -34,6 +34,15 @@ func visibleKey(tx Tx, p Principal, id string) (*Key, *Account, error) {
 	return k, a, nil
 }
 
+// writableKey reads key id for a write by p: p must see it and cover it.
+func writableKey(tx Tx, p Principal, id string) (*Key, *Account, error) {
+	k, a, err := visibleKey(tx, p, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, a, p.canActOnKey(k)
+}
+
 // withTokens fills in the tokens of keys, in id order.
 func withTokens(tx Tx, keys []Key) error {
 	if len(keys) == 0 {
@@ -59,7 +68,7 @@ func withTokens(tx Tx, keys []Key) error {
 
 // CreateKey creates a key with its first token, whose value secret is.
 // The key's account is n.Account (id or name), the caller's own when
-// empty; p must see it. Scopes p names must be its own; a key created
+// empty; p must see it, and cover it when it is not p's own. Scopes p names must be its own; a key created
 // without scopes gets p's own, written explicitly, or on the trusted
 // endpoint inherits its account's.
 func (ks *Keystore) CreateKey(ctx context.Context, p Principal, n NewKey, secret Secret) (*Key, error) {
@@ -85,6 +94,12 @@ func (ks *Keystore) CreateKey(ctx context.Context, p Principal, n NewKey, secret
 		a, err := visibleAccount(c, p, ref, "account")
 		if err != nil {
 			return err
+		}
+		if a.ID != p.AccountID {
+			// A key placed in another account speaks for that account.
+			if err := p.canActOnAccount(a); err != nil {
+				return err
+			}
 		}
 		k.AccountID = a.ID
 		k.CreatedAt = c.at
@@ -167,7 +182,7 @@ func (ks *Keystore) Keys(ctx context.Context, p Principal, f KeyFilter) ([]Key, 
 	return nonNilList(keys), next, nil
 }
 
-// UpdateKey changes key id. New scopes must be held by p; a patch to
+// UpdateKey changes key id, which p must cover. New scopes must be held by p; a patch to
 // inherit gives the key p's own scopes, or on the trusted endpoint its
 // account's, live.
 func (ks *Keystore) UpdateKey(ctx context.Context, p Principal, id string, patch KeyPatch) (*Key, error) {
@@ -183,7 +198,7 @@ func (ks *Keystore) UpdateKey(ctx context.Context, p Principal, id string, patch
 	}
 	var out *Key
 	err := ks.write(ctx, p, "updating key", func(c *change) error {
-		k, a, err := visibleKey(c, p, id)
+		k, a, err := writableKey(c, p, id)
 		if err != nil {
 			return err
 		}
@@ -212,10 +227,10 @@ func (ks *Keystore) UpdateKey(ctx context.Context, p Principal, id string, patch
 	return out, nil
 }
 
-// DeleteKey deletes key id and its tokens.
+// DeleteKey deletes key id, which p must cover, and its tokens.
 func (ks *Keystore) DeleteKey(ctx context.Context, p Principal, id string) error {
 	return ks.write(ctx, p, "deleting key", func(c *change) error {
-		k, _, err := visibleKey(c, p, id)
+		k, _, err := writableKey(c, p, id)
 		if err != nil {
 			return err
 		}

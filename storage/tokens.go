@@ -42,9 +42,10 @@ func deleteToken(tx Tx, t *TokenRecord) error {
 	return tx.DeleteToken(t.ID)
 }
 
-// visibleToken reads key keyID and its token tokenID, if p may see them.
-func visibleToken(tx Tx, p Principal, keyID, tokenID string) (*Key, *TokenRecord, error) {
-	k, _, err := visibleKey(tx, p, keyID)
+// writableToken reads key keyID and its token tokenID for a write by p:
+// p must see the key and cover it.
+func writableToken(tx Tx, p Principal, keyID, tokenID string) (*Key, *TokenRecord, error) {
+	k, _, err := writableKey(tx, p, keyID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -56,17 +57,13 @@ func visibleToken(tx Tx, p Principal, keyID, tokenID string) (*Key, *TokenRecord
 }
 
 // CreateToken adds a token whose value secret is to key keyID. A new
-// value of a key is that key's power: p must hold the key's effective
-// scopes.
+// value of a key is that key's power: p must cover the key.
 func (ks *Keystore) CreateToken(ctx context.Context, p Principal, keyID string, n NewToken, secret Secret) (*Token, error) {
 	t := &TokenRecord{Token: Token{ID: NewID(TokenIDPrefix), Name: n.Name, Description: n.Description,
 		Tags: tagsOrEmpty(n.Tags), Hint: secret.Hint, ExpiresAt: timePtr(n.ExpiresAt)}, Hash: secret.Hash}
 	err := ks.write(ctx, p, "creating token", func(c *change) error {
-		k, _, err := visibleKey(c, p, keyID)
+		k, _, err := writableKey(c, p, keyID)
 		if err != nil {
-			return err
-		}
-		if err := p.grant(k.EffectiveScopes); err != nil {
 			return err
 		}
 		t.KeyID = k.ID
@@ -83,12 +80,13 @@ func (ks *Keystore) CreateToken(ctx context.Context, p Principal, keyID string, 
 	return &t.Token, nil
 }
 
-// UpdateToken changes token tokenID of key keyID. A token being rotated
+// UpdateToken changes token tokenID of key keyID, which p must cover. A
+// token being rotated
 // out keeps its expiry and cannot be extended past it.
 func (ks *Keystore) UpdateToken(ctx context.Context, p Principal, keyID, tokenID string, patch TokenPatch) (*Token, error) {
 	var out *Token
 	err := ks.write(ctx, p, "updating token", func(c *change) error {
-		k, t, err := visibleToken(c, p, keyID, tokenID)
+		k, t, err := writableToken(c, p, keyID, tokenID)
 		if err != nil {
 			return err
 		}
@@ -127,7 +125,7 @@ func (ks *Keystore) UpdateToken(ctx context.Context, p Principal, keyID, tokenID
 // tokenID of key keyID: same key, name, description and tags. The old
 // token is deleted when r.Grace is zero, else it keeps working for the
 // grace. A token already rotated cannot be rotated again (ErrConflict).
-// p must hold the key's effective scopes.
+// p must cover the key.
 func (ks *Keystore) RotateToken(ctx context.Context, p Principal, keyID, tokenID string, r Rotation, secret Secret) (*Rotated, error) {
 	if r.Grace < 0 {
 		return nil, invalid("grace", "grace must be a non-negative duration such as 24h")
@@ -135,11 +133,8 @@ func (ks *Keystore) RotateToken(ctx context.Context, p Principal, keyID, tokenID
 	var out Rotated
 	next := &TokenRecord{Token: Token{ID: NewID(TokenIDPrefix), Hint: secret.Hint, ExpiresAt: timePtr(r.ExpiresAt)}, Hash: secret.Hash}
 	err := ks.write(ctx, p, "rotating token", func(c *change) error {
-		k, old, err := visibleToken(c, p, keyID, tokenID)
+		k, old, err := writableToken(c, p, keyID, tokenID)
 		if err != nil {
-			return err
-		}
-		if err := p.grant(k.EffectiveScopes); err != nil {
 			return err
 		}
 		if old.RotatedAt != nil {
@@ -186,10 +181,10 @@ func (ks *Keystore) RotateToken(ctx context.Context, p Principal, keyID, tokenID
 	return &out, nil
 }
 
-// DeleteToken deletes token tokenID of key keyID.
+// DeleteToken deletes token tokenID of key keyID, which p must cover.
 func (ks *Keystore) DeleteToken(ctx context.Context, p Principal, keyID, tokenID string) error {
 	return ks.write(ctx, p, "deleting token", func(c *change) error {
-		k, t, err := visibleToken(c, p, keyID, tokenID)
+		k, t, err := writableToken(c, p, keyID, tokenID)
 		if err != nil {
 			return err
 		}

@@ -147,3 +147,48 @@ func testGrants(t *testing.T, ks *storage.Keystore) {
 	_, err = ks.CreateAccount(ctx, p, storage.NewAccount{Name: "new", Scopes: []string{"*"}})
 	mustBe(t, "an account wider than the caller", err, storage.ErrForbidden)
 }
+
+// testCovering: a caller writes only on what it covers: keys whose grant
+// (own scopes, else the account's) it holds, accounts whose scopes it
+// holds; its own key always.
+func testCovering(t *testing.T, ks *storage.Keystore) {
+	acc := newAccount(t, ks, "acc", "apps", "api_keys", "accounts")
+	own, _ := newKey(t, ks, acc.ID, []string{"apps:read", "api_keys", "secrets"})
+	p := member(acc, own.ID, "apps:read", "api_keys")
+	wide, _ := newKey(t, ks, acc.ID, []string{"apps"})
+	inherit, err := ks.CreateKey(ctx, admin, storage.NewKey{Account: acc.ID, Name: "inherit"}, storage.NewSecret(Tokens.Generate()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	narrow, _ := newKey(t, ks, acc.ID, []string{"apps:read"})
+	forbidden := func(what string, err error, scope string) {
+		t.Helper()
+		var e *storage.Error
+		check(t, errorsAs(err, &e) && e.Kind == storage.ErrForbidden && e.Scope == scope, "%s: %v, want forbidden naming %q", what, err, scope)
+	}
+	forbidden("deleting a wider sibling", ks.DeleteKey(ctx, p, wide.ID), "apps")
+	_, err = ks.CreateToken(ctx, p, inherit.ID, storage.NewToken{}, storage.NewSecret(Tokens.Generate()))
+	forbidden("minting on an inheriting sibling", err, "accounts")
+	_, err = ks.RotateToken(ctx, p, wide.ID, wide.Tokens[0].ID, storage.Rotation{}, storage.NewSecret(Tokens.Generate()))
+	forbidden("rotating a wider sibling", err, "apps")
+	_, err = ks.UpdateToken(ctx, p, wide.ID, wide.Tokens[0].ID, storage.TokenPatch{ClearExpiry: true})
+	forbidden("editing a wider sibling's token", err, "apps")
+	forbidden("deleting a wider sibling's token", ks.DeleteToken(ctx, p, wide.ID, wide.Tokens[0].ID), "apps")
+	name := "n"
+	_, err = ks.UpdateKey(ctx, p, own.ID, storage.KeyPatch{LabelPatch: storage.LabelPatch{Name: &name}})
+	check(t, err == nil, "editing its own key: %v", err)
+	_, err = ks.CreateToken(ctx, p, narrow.ID, storage.NewToken{}, storage.NewSecret(Tokens.Generate()))
+	check(t, err == nil, "minting on a covered sibling: %v", err)
+	team := "t"
+	_, err = ks.UpdateAccount(ctx, p, acc.ID, storage.AccountPatch{Team: &team})
+	forbidden("editing an account it does not cover", err, "accounts")
+	forbidden("deleting an account it does not cover", ks.DeleteAccount(ctx, p, acc.ID), "accounts")
+	manager := member(acc, own.ID, "accounts", "api_keys", "apps:read")
+	other := newAccount(t, ks, "other", "apps")
+	_, err = ks.CreateKey(ctx, manager, storage.NewKey{Account: other.ID, Name: "x", Scopes: []string{}}, storage.NewSecret(Tokens.Generate()))
+	forbidden("a key placed in an account it does not cover", err, "apps")
+	// Revoke by value is outside the rule.
+	_, secret := newKey(t, ks, other.ID, nil)
+	_, err = ks.RevokeToken(ctx, p, storage.NewSecret(secret).Hash)
+	check(t, err == nil, "revoking by value: %v", err)
+}

@@ -33,6 +33,7 @@ var tests = []test{
 	{"ListKeysFilters", testListKeysFilters},
 	{"Visibility", testVisibility},
 	{"Grants", testGrants},
+	{"Covering", testCovering},
 	{"TokenLifecycle", testTokenLifecycle},
 	{"RotateWithGrace", testRotateWithGrace},
 	{"RetiringTokenStaysRetiring", testRetiringTokenStaysRetiring},
