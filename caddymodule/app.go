@@ -188,6 +188,7 @@ func (a *App) Start() error {
 		return err
 	}
 	a.adminAPI.Store(admin.New(a.store.get(), a.tokens, a.logger.Named("admin")))
+	a.warnUnredactedLogs()
 	return nil
 }
 
