@@ -3,8 +3,10 @@ package tests
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,37 +18,70 @@ import (
 const logWarning = "API keys would be written to logs in clear text"
 
 // startSites runs Caddy with a global block and sites, each site on a
-// free port and in a server of its name: sites maps a server name to its
-// site block's body. The file store lives in the gateway's dir.
-func startSites(t *testing.T, global string, sites map[string]string) *gateway {
+// free port and in a server of its name (sites maps a server name to its
+// site block's body), until it has started every app, and returns what
+// it printed. The file store lives in a temporary dir.
+func startSites(t *testing.T, global string, sites map[string]string) string {
+	t.Helper()
+	// Eight ports free a moment ago: on a busy machine another process may
+	// take one before Caddy binds it. Only that is retried.
+	for attempt := 1; ; attempt++ {
+		out, err := runSites(t, global, sites)
+		if err == nil {
+			return out
+		}
+		if attempt == 3 || !strings.Contains(out, "address already in use") {
+			t.Fatalf("caddy: %v\n%s", err, out)
+		}
+		t.Logf("attempt %d: a port was taken, again on other ports", attempt)
+	}
+}
+
+// runSites is one attempt of startSites.
+func runSites(t *testing.T, global string, sites map[string]string) (string, error) {
 	t.Helper()
 	dir := t.TempDir()
-	g := &gateway{t: t, dir: dir, output: new(lockedBuffer)}
-	adminPort := pgtest.FreePort(t)
-	g.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	var servers, blocks strings.Builder
 	for name, body := range sites {
 		port := pgtest.FreePort(t)
-		g.HTTPPort = port
 		fmt.Fprintf(&servers, "\tservers :%d {\n\t\tname %s\n\t}\n", port, name)
 		fmt.Fprintf(&blocks, "\n:%d {\n%s\n\trespond ok\n}\n", port, body)
 	}
-	g.URL = fmt.Sprintf("http://127.0.0.1:%d", g.HTTPPort)
-	caddyfile := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n%s%s}\n%s", adminPort, servers.String(), global, blocks.String())
+	caddyfile := fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n%s%s}\n%s", servers.String(), global, blocks.String())
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g.launch(path)
+	cmd := exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	out := new(lockedBuffer)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			<-exited
+		}
+	}()
 	// The apikeys app may start after the servers listen: wait for the
 	// line Caddy prints once every app has started.
-	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(g.Output(), "serving initial configuration"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not finish starting within 60s:\n%s", g.Output())
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(out.String(), "serving initial configuration"); {
+		select {
+		case err := <-exited:
+			return out.String(), fmt.Errorf("exited during start: %v", err)
+		case <-time.After(20 * time.Millisecond):
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("caddy did not finish starting within 60s:\n%s", out.String())
+		}
 	}
-	return g
+	return out.String(), nil
 }
 
 // logWarnings returns the lines of Caddy's output that carry the warning
@@ -74,7 +109,7 @@ const (
 // start, naming the server and the fix, and says nothing of servers
 // without its handlers.
 func TestLogCheckWarnsUnredactedLogs(t *testing.T) {
-	g := startSites(t, "", map[string]string{
+	out := startSites(t, "", map[string]string{
 		// A plain log, and the default log unfiltered: access and error logs.
 		"plain": "\tlog\n\tapikey_auth\n",
 		// No access log, but the default log prints failed requests.
@@ -84,7 +119,6 @@ func TestLogCheckWarnsUnredactedLogs(t *testing.T) {
 		// Not Keygate's: no warning, whatever its logs.
 		"other": "\tlog\n",
 	})
-	out := g.Output()
 	for server, loggers := range map[string][]string{
 		"plain": {"http.log.access", "http.log.error"},
 		"nolog": {"http.log.error"},
@@ -114,7 +148,7 @@ func TestLogCheckWarnsUnredactedLogs(t *testing.T) {
 // X-Api-Key, or a credential header the filter does not name, is warned
 // about.
 func TestLogCheckQuietWithFilters(t *testing.T) {
-	g := startSites(t, defaultFilter, map[string]string{
+	out := startSites(t, defaultFilter, map[string]string{
 		"replaced": siteFilter + "\tapikey_auth\n",
 		"deleted":  "\tlog {\n\t\tformat filter {\n\t\t\trequest>headers>X-Api-Key delete\n\t\t}\n\t}\n\tapikey_auth\n",
 		"hashed":   "\tlog {\n\t\toutput stderr\n\t\tformat filter {\n\t\t\trequest>headers>X-Api-Key hash\n\t\t}\n\t}\n\tapikey_admin\n",
@@ -126,7 +160,6 @@ func TestLogCheckQuietWithFilters(t *testing.T) {
 		// Keys also come in X-Token, which nothing redacts.
 		"custom": siteFilter + "\tapikey_auth {\n\t\theader X-Token\n\t\theader X-Api-Key\n\t}\n",
 	})
-	out := g.Output()
 	for _, server := range []string{"replaced", "deleted", "hashed", "nolog", "plain"} {
 		if lines := logWarnings(out, server); len(lines) != 0 {
 			t.Errorf("server %s, whose logs redact X-Api-Key, is warned about:\n%s", server, strings.Join(lines, "\n"))
