@@ -4,11 +4,11 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,8 +34,9 @@ func init() {
 }
 
 // App is the apikeys app: the key store and the cache in front of it,
-// shared by every Keygate handler of a config and kept across config
-// reloads as long as the storage and cache settings do not change.
+// shared by every Keygate handler of a config. The store is kept across
+// config reloads as long as the storage settings do not change, the cache
+// as long as its settings do not change either.
 type App struct {
 	// Storage is where keys live: a module of the apikeys.storage
 	// namespace, such as {"module": "postgres", "dsn": "{env.DATABASE_URL}"}
@@ -48,10 +49,14 @@ type App struct {
 	// Cache sizes the in-memory cache of verified tokens.
 	Cache *CacheConfig `json:"cache,omitempty"`
 
-	tokens  token.Format
-	backend *backend
-	poolKey string
-	logger  *zap.Logger
+	tokens   token.Format
+	store    *sharedStore
+	storeKey string
+	cache    *sharedCache
+	cacheKey string
+	adminAPI *atomic.Pointer[admin.Handler] // set by Start, read by requests
+	ctx      caddy.Context
+	logger   *zap.Logger
 }
 
 // CacheConfig sizes the token cache.
@@ -77,7 +82,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the app without touching the network, so that
 // `caddy validate` works without a database.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
 	a.logger = ctx.Logger()
+	a.adminAPI = new(atomic.Pointer[admin.Handler])
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
@@ -106,151 +113,94 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("storage module %T does not open a storage.Backend", mod)
 	}
-	settings := backendSettings{
-		tokens: tokens,
-		opener: opener,
-		cache: cache.Config{
-			MaxEntries:  a.Cache.MaxEntries,
-			TTL:         time.Duration(a.Cache.TTL),
-			NegativeTTL: time.Duration(a.Cache.NegativeTTL),
-		},
-	}
-	a.poolKey = settings.key()
-	value, _, err := backends.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
-		return &backend{settings: settings}, nil
+	a.storeKey = opener.Identity()
+	value, _, err := stores.LoadOrNew(a.storeKey, func() (caddy.Destructor, error) {
+		return &sharedStore{opener: opener}, nil
 	})
 	if err != nil {
 		return err
 	}
-	a.backend = value.(*backend)
+	a.store = value.(*sharedStore)
+
+	cfg := cache.Config{
+		MaxEntries:  cmp.Or(a.Cache.MaxEntries, cache.DefaultMaxEntries),
+		TTL:         cmp.Or(time.Duration(a.Cache.TTL), cache.DefaultTTL),
+		NegativeTTL: cmp.Or(time.Duration(a.Cache.NegativeTTL), cache.DefaultNegativeTTL),
+	}
+	a.cacheKey = cacheKey(a.storeKey, cfg)
+	value, _, err = caches.LoadOrNew(a.cacheKey, func() (caddy.Destructor, error) {
+		return &sharedCache{store: a.store, cfg: cfg}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.cache = value.(*sharedCache)
 	return nil
 }
 
 // Start connects to the store and applies its migrations, unless the
-// shared backend is already open from a previous config.
+// shared store is already open from a previous config, and creates the
+// cache unless one with these settings exists already.
 func (a *App) Start() error {
-	return a.backend.open(a.logger)
+	if err := a.store.open(a.logger); err != nil {
+		return err
+	}
+	if err := a.cache.open(); err != nil {
+		return err
+	}
+	a.adminAPI.Store(admin.New(a.store.get(), a.tokens, a.logger.Named("admin")))
+	a.warnUnredactedLogs()
+	return nil
 }
 
-// Stop implements caddy.App. The backend outlives configs; Cleanup
-// releases this config's hold on it.
+// Stop implements caddy.App. The store and cache outlive configs; Cleanup
+// releases this config's hold on them.
 func (a *App) Stop() error { return nil }
 
-// Cleanup releases the app's hold on the shared backend, which closes when
-// no config uses it any more.
+// Cleanup releases the app's hold on the shared cache and store, which
+// close when no config uses them any more: the cache first, as it writes
+// its pending last-used times to the store.
 func (a *App) Cleanup() error {
-	if a.poolKey == "" {
-		return nil
+	var errs []error
+	if a.cacheKey != "" {
+		if _, err := caches.Delete(a.cacheKey); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	_, err := backends.Delete(a.poolKey)
-	return err
+	if a.storeKey != "" {
+		if _, err := stores.Delete(a.storeKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Tokens returns the token format of this app.
 func (a *App) Tokens() token.Format { return a.tokens }
 
 // verifier returns the cache, or nil before Start.
-func (a *App) verifier() *cache.Cache[*verified] {
-	b := a.backend.get()
-	if b == nil {
-		return nil
-	}
-	return b.cache
-}
+func (a *App) verifier() *cache.Cache[*verified] { return a.cache.get() }
 
 // api returns the admin API, or nil before Start.
 func (a *App) api() *admin.Handler {
-	b := a.backend.get()
-	if b == nil {
+	if a.adminAPI == nil {
 		return nil
 	}
-	return b.api
+	return a.adminAPI.Load()
 }
 
-// backends holds the open stores, keyed by their settings, so a config
-// reload reuses connections and cache instead of reopening them.
-var backends = caddy.NewUsagePool()
-
-// backendSettings identify a backend.
-type backendSettings struct {
-	tokens token.Format
-	opener storage.Opener
-	cache  cache.Config
+// invalidator is what change notices apply to: a cache, or every cache of
+// a store.
+type invalidator interface {
+	Invalidate(storage.Invalidation)
+	InvalidateAll()
 }
 
-func (s backendSettings) key() string {
-	return s.tokens.Prefix() + "\x00" + s.opener.Identity() + "\x00" +
-		strconv.FormatInt(s.cache.MaxEntries, 10) + "\x00" + s.cache.TTL.String() + "\x00" + s.cache.NegativeTTL.String()
-}
-
-// backend is an open store with its cache and admin API, shared across
-// configs.
-type backend struct {
-	settings backendSettings
-
-	mu   sync.Mutex
-	live atomic.Pointer[openBackend]
-}
-
-// openBackend is what an open backend serves with.
-type openBackend struct {
-	ks    *storage.Keystore
-	cache *cache.Cache[*verified]
-	api   *admin.Handler
-
-	stopListener context.CancelFunc
-	listening    sync.WaitGroup
-}
-
-func (b *backend) open(logger *zap.Logger) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.live.Load() != nil {
-		return nil
-	}
-	be, err := b.settings.opener.Open(context.Background())
-	if err != nil {
-		return err
-	}
-	ks := storage.New(be)
-	cfg := b.settings.cache
-	cfg.ObserveLookup = observeLookup
-	c, err := cache.New(ks, decorateCredential, cfg)
-	if err != nil {
-		_ = ks.Close()
-		return err
-	}
-	liveCaches.Store(c, struct{}{})
-	ob := &openBackend{ks: ks, cache: c, api: admin.New(ks, b.settings.tokens, logger.Named("admin"))}
-	listenCtx, stop := context.WithCancel(context.Background())
-	ob.stopListener = stop
-	if l := ks.Listener(); l != nil {
-		// Other nodes share the store: follow their changes.
-		listen(listenCtx, &ob.listening, l, c, logger)
-	}
-	b.live.Store(ob)
-	logger.Info("key store open", zap.Stringer("storage", describe(b.settings.opener)))
-	return nil
-}
-
-// describe names a store for logs, without secrets: its String when it
-// has one, else its module's type.
-func describe(o storage.Opener) fmt.Stringer {
-	if s, ok := o.(fmt.Stringer); ok {
-		return s
-	}
-	return stringer(fmt.Sprintf("%T", o))
-}
-
-type stringer string
-
-func (s stringer) String() string { return string(s) }
-
-// listen starts the change listener of a PostgreSQL store and waits, at
-// most a few seconds, until it is connected.
-func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, c *cache.Cache[*verified], logger *zap.Logger) {
+// listen starts the change listener of a store shared by several nodes
+// and waits, at most a few seconds, until it is connected.
+func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, cache invalidator, logger *zap.Logger) {
 	connected := make(chan struct{})
-	hooks := listenHooks(c, logger.Named("listener"))
+	hooks := listenHooks(cache, logger.Named("listener"))
 	onConnect := hooks.Connected
 	var once sync.Once
 	hooks.Connected = func() {
@@ -273,7 +223,7 @@ func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, 
 func DefaultFilePath() string { return bolt.DefaultPath() }
 
 // listenHooks apply other nodes' change notices to cache.
-func listenHooks(cache *cache.Cache[*verified], logger *zap.Logger) storage.ListenHooks {
+func listenHooks(cache invalidator, logger *zap.Logger) storage.ListenHooks {
 	return storage.ListenHooks{
 		Notice: func(inv storage.Invalidation) {
 			metrics.notices.Inc()
@@ -292,28 +242,10 @@ func listenHooks(cache *cache.Cache[*verified], logger *zap.Logger) storage.List
 	}
 }
 
-// get returns the open backend, or nil before open.
-func (b *backend) get() *openBackend { return b.live.Load() }
-
-// Destruct closes the cache and the store.
-func (b *backend) Destruct() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if ob := b.live.Swap(nil); ob != nil {
-		ob.stopListener()
-		ob.listening.Wait()
-		ob.cache.Close() // writes pending last-used times
-		liveCaches.Delete(ob.cache)
-		_ = ob.ks.Close()
-	}
-	return nil
-}
-
 // Interface guards
 var (
 	_ caddy.App             = (*App)(nil)
 	_ caddy.Provisioner     = (*App)(nil)
 	_ caddy.CleanerUpper    = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*App)(nil)
-	_ caddy.Destructor      = (*backend)(nil)
 )

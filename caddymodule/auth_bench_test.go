@@ -28,14 +28,19 @@ func newBenchHandler(b *testing.B) (*AuthHandler, string) {
 	if err := opener.Provision(caddy.Context{}); err != nil {
 		b.Fatal(err)
 	}
-	be := &backend{settings: backendSettings{tokens: tokens, opener: opener}}
-	if err := be.open(zap.NewNop()); err != nil {
+	store := &sharedStore{opener: opener}
+	if err := store.open(zap.NewNop()); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = be.Destruct() })
-	app := &App{tokens: tokens, backend: be}
+	b.Cleanup(func() { _ = store.Destruct() })
+	cache := &sharedCache{store: store}
+	if err := cache.open(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cache.Destruct() })
+	app := &App{tokens: tokens, store: store, cache: cache}
 
-	ks := be.get().ks
+	ks := store.get()
 	acc, err := ks.CreateAccount(context.Background(), storage.Trusted, storage.NewAccount{Name: "bench", Kind: storage.KindService, Scopes: []string{"apps"}})
 	if err != nil {
 		b.Fatal(err)
