@@ -11,4 +11,9 @@ import (
 	// Register the apikeys app, the apikey_auth and apikey_admin handlers,
 	// the admin.api.apikeys route and the `caddy apikey` commands.
 	_ "github.com/keygate/keygate/caddymodule"
+
+	// Register the storage modules apikeys.storage.file and
+	// apikeys.storage.postgres.
+	_ "github.com/keygate/keygate/storage/bolt"
+	_ "github.com/keygate/keygate/storage/postgres"
 )
