@@ -78,11 +78,12 @@ func (s *Storage) String() string { return "file " + s.path }
 //	storage file <path>
 func (s *Storage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the module name
-	if !d.NextArg() {
+	switch args := d.RemainingArgs(); len(args) {
+	case 0:
 		return d.Err("storage file: expected a path")
-	}
-	s.Path = d.Val()
-	if d.NextArg() {
+	case 1:
+		s.Path = args[0]
+	default:
 		return d.ArgErr()
 	}
 	if d.NextBlock(d.Nesting()) {
