@@ -16,7 +16,7 @@ type credentialVars struct {
 // verified is what the cache keeps for a known token: its credential and
 // its placeholders, computed once.
 type verified struct {
-	*storage.Credential
+	storage.Credential
 	vars caddy.ReplacerFunc
 }
 
@@ -30,7 +30,7 @@ func decorateCredential(c *storage.Credential) *verified {
 		team:        c.Team,
 		scopes:      c.JoinedScopes,
 	}
-	return &verified{Credential: c, vars: v.lookup}
+	return &verified{Credential: *c, vars: v.lookup}
 }
 
 // lookup serves {http.auth.user.id} (the account id, as Caddy's own
