@@ -193,8 +193,20 @@ func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(&rotated.New, now), Secret: secret})
+	writeJSON(w, http.StatusCreated, RotatedToken{
+		TokenWithSecret:   TokenWithSecret{Token: tokenJSON(&rotated.New, now), Secret: secret},
+		OldTokenExpiresAt: rotated.OldExpiresAt,
+	})
 	return nil
+}
+
+// RotatedToken is what a rotation answers: the new token with its value,
+// and when the old one stops working: at the end of the grace, or at its
+// own expiry when that comes first (the grace is clamped to it); at the
+// rotation when there is no grace.
+type RotatedToken struct {
+	TokenWithSecret
+	OldTokenExpiresAt time.Time `json:"old_token_expires_at"`
 }
 
 func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, p Principal) error {

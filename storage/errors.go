@@ -23,6 +23,11 @@ var (
 	// scope the caller lacks, or the operation is for the trusted
 	// principal only.
 	ErrForbidden = errors.New("forbidden")
+	// ErrRetiring means the token is being rotated out: it cannot be
+	// rotated again, and its expiry can only be brought forward, never
+	// removed or pushed later (that would un-retire it). It wraps
+	// ErrConflict.
+	ErrRetiring = fmt.Errorf("%w: the token is being rotated out", ErrConflict)
 )
 
 // Error is a refusal by a rule, with what a client needs to fix the

@@ -93,20 +93,16 @@ func (ks *Keystore) UpdateToken(ctx context.Context, p Principal, keyID, tokenID
 		details := map[string]any{"key": k.ID}
 		patch.apply(&t.Name, &t.Description, &t.Tags)
 		patch.audit(details)
+		if err := patch.checkRetiring(&t.Token); err != nil {
+			return err
+		}
 		switch {
 		case patch.ClearExpiry:
-			if t.RotatedAt != nil {
-				return invalid("expires_at", "a token being rotated out keeps its expiry")
-			}
 			t.ExpiresAt = nil
 			details["expires_at"] = nil
 		case patch.ExpiresAt != nil:
-			exp := timePtr(patch.ExpiresAt)
-			if t.RotatedAt != nil && t.ExpiresAt != nil && exp.After(*t.ExpiresAt) {
-				return invalid("expires_at", "a token being rotated out cannot be extended past %s", t.ExpiresAt.Format(time.RFC3339))
-			}
-			t.ExpiresAt = exp
-			details["expires_at"] = *exp
+			t.ExpiresAt = timePtr(patch.ExpiresAt)
+			details["expires_at"] = *t.ExpiresAt
 		}
 		if err := c.PutToken(t); err != nil {
 			return err
@@ -124,7 +120,7 @@ func (ks *Keystore) UpdateToken(ctx context.Context, p Principal, keyID, tokenID
 // RotateToken issues a new token whose value is secret in place of token
 // tokenID of key keyID: same key, name, description and tags. The old
 // token is deleted when r.Grace is zero, else it keeps working for the
-// grace. A token already rotated cannot be rotated again (ErrConflict).
+// grace, clamped to its own expiry. A token already rotated cannot be rotated again (ErrConflict).
 // p must cover the key.
 func (ks *Keystore) RotateToken(ctx context.Context, p Principal, keyID, tokenID string, r Rotation, secret Secret) (*Rotated, error) {
 	if r.Grace < 0 {
@@ -138,10 +134,7 @@ func (ks *Keystore) RotateToken(ctx context.Context, p Principal, keyID, tokenID
 			return err
 		}
 		if old.RotatedAt != nil {
-			return conflict("the token was already rotated")
-		}
-		if old.ExpiresAt != nil && r.Grace > 0 && c.at.Add(r.Grace).After(*old.ExpiresAt) {
-			return invalid("grace", "grace %s outlives the token, which expires at %s", r.Grace, old.ExpiresAt.Format(time.RFC3339))
+			return &Error{Kind: ErrRetiring, Message: "the token was already rotated"}
 		}
 		n := *next
 		n.KeyID, n.Name, n.Description, n.Tags = k.ID, old.Name, old.Description, tagsOrEmpty(old.Tags)
@@ -153,22 +146,19 @@ func (ks *Keystore) RotateToken(ctx context.Context, p Principal, keyID, tokenID
 		if err := insertToken(c, &n); err != nil {
 			return err
 		}
-		out = Rotated{New: n.Token}
+		out = Rotated{New: n.Token, OldExpiresAt: c.at}
 		if r.Grace <= 0 {
 			if err := deleteToken(c, old); err != nil {
 				return err
 			}
 		} else {
-			end := c.at.Add(r.Grace)
-			if old.ExpiresAt == nil || end.Before(*old.ExpiresAt) {
-				old.ExpiresAt = &end
-			}
+			end := retireAt(c.at, old.ExpiresAt, r.Grace)
 			at := c.at
-			old.RotatedTo, old.RotatedAt = n.ID, &at
+			old.ExpiresAt, old.RotatedTo, old.RotatedAt = &end, n.ID, &at
 			if err := c.PutToken(old); err != nil {
 				return err
 			}
-			out.Old = &old.Token
+			out.Old, out.OldExpiresAt = &old.Token, end
 		}
 		c.inv.Tokens = append(c.inv.Tokens, old.ID)
 		return c.audit("token.rotate", old.ID, k.AccountID, map[string]any{
@@ -221,4 +211,35 @@ func (ks *Keystore) RevokeToken(ctx context.Context, p Principal, hash token.Has
 		return nil, err
 	}
 	return out, nil
+}
+
+// retireAt is when a token rotated out at now with a grace stops: at the
+// end of the grace, or at its own expiry if that comes first. A grace that
+// outlives the token is clamped, never an error: a scheduled job rotates
+// exactly the tokens about to expire.
+func retireAt(now time.Time, expiresAt *time.Time, grace time.Duration) time.Time {
+	end := now.Add(grace)
+	if expiresAt != nil && expiresAt.Before(end) {
+		return *expiresAt
+	}
+	return end
+}
+
+// checkRetiring refuses, with ErrRetiring, a patch that would remove the
+// expiry of t, a token being rotated out, or push it later.
+func (p TokenPatch) checkRetiring(t *Token) error {
+	if t.RotatedAt == nil {
+		return nil
+	}
+	retiring := func(what string) error {
+		return &Error{Kind: ErrRetiring, Field: "expires_at",
+			Message: "the token is being rotated out: its expiry can be brought forward, not " + what}
+	}
+	switch {
+	case p.ClearExpiry:
+		return retiring("removed")
+	case p.ExpiresAt != nil && t.ExpiresAt != nil && p.ExpiresAt.After(*t.ExpiresAt):
+		return retiring("moved later than " + t.ExpiresAt.Format(time.RFC3339))
+	}
+	return nil
 }

@@ -274,4 +274,8 @@ type Rotated struct {
 	New Token
 	// Old is the old token as it now is; nil when it was deleted.
 	Old *Token
+	// OldExpiresAt is when the old token stops working: the end of the
+	// grace, or its own expiry if that comes first; the time of the
+	// rotation when there is no grace.
+	OldExpiresAt time.Time
 }

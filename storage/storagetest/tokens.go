@@ -64,7 +64,7 @@ func testRotateWithGrace(t *testing.T, ks *storage.Keystore) {
 
 	// Without grace the old token stops at once.
 	r2, err := ks.RotateToken(ctx, admin, k.ID, r.New.ID, storage.Rotation{}, storage.NewSecret(Tokens.Generate()))
-	check(t, err == nil && r2.Old == nil, "rotate without grace: %+v, %v", r2, err)
+	check(t, err == nil && r2.Old == nil && r2.OldExpiresAt.Equal(r2.New.CreatedAt), "rotate without grace: %+v, %v", r2, err)
 	_, err = lookup(ks, newSecret)
 	mustBe(t, "token rotated without grace", err, storage.ErrNotFound)
 	_, err = ks.RotateToken(ctx, admin, k.ID, oldID, storage.Rotation{Grace: -time.Second}, storage.NewSecret(Tokens.Generate()))
@@ -91,8 +91,8 @@ func testRetiringTokenStaysRetiring(t *testing.T, ks *storage.Keystore) {
 	mustBe(t, "rotating a retiring token again", err, storage.ErrConflict)
 }
 
-// testRotateNeverOutlivesExpiry: a grace cannot extend a token's life, and
-// the new token gets the old one's lifetime.
+// testRotateNeverOutlivesExpiry: a grace that outlives the token is
+// clamped to its expiry, and the new token gets the old one's lifetime.
 func testRotateNeverOutlivesExpiry(t *testing.T, ks *storage.Keystore) {
 	acc := newAccount(t, ks, "a", "apps")
 	soon := time.Now().Add(time.Minute).UTC().Truncate(time.Microsecond)
@@ -100,13 +100,12 @@ func testRotateNeverOutlivesExpiry(t *testing.T, ks *storage.Keystore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = ks.RotateToken(ctx, admin, k.ID, k.Tokens[0].ID, storage.Rotation{Grace: 24 * time.Hour}, storage.NewSecret(Tokens.Generate()))
-	mustBe(t, "a grace that outlives the token", err, storage.ErrInvalid)
-	r, err := ks.RotateToken(ctx, admin, k.ID, k.Tokens[0].ID, storage.Rotation{Grace: time.Second}, storage.NewSecret(Tokens.Generate()))
+	r, err := ks.RotateToken(ctx, admin, k.ID, k.Tokens[0].ID, storage.Rotation{Grace: 24 * time.Hour}, storage.NewSecret(Tokens.Generate()))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("a grace that outlives the token: %v, want it clamped", err)
 	}
-	check(t, r.Old.ExpiresAt.Before(soon), "old token expires %v, after its own expiry %v", r.Old.ExpiresAt, soon)
+	check(t, r.Old.ExpiresAt.Equal(soon) && r.OldExpiresAt.Equal(soon), "old token expires %v (answer %v), want its own expiry %v",
+		r.Old.ExpiresAt, r.OldExpiresAt, soon)
 	life := soon.Sub(k.Tokens[0].CreatedAt)
 	check(t, r.New.ExpiresAt != nil && r.New.ExpiresAt.Sub(r.New.CreatedAt) == life,
 		"new token's lifetime %v, want the old one's %v", r.New.ExpiresAt, life)
@@ -120,11 +119,13 @@ func testRotatedTokenKeepsExpiry(t *testing.T, ks *storage.Keystore) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	check(t, r.OldExpiresAt.Equal(*r.Old.ExpiresAt) && r.OldExpiresAt.Sub(*r.Old.RotatedAt) == time.Hour,
+		"answer says the old token stops %v; it stops %v", r.OldExpiresAt, r.Old.ExpiresAt)
 	_, err = ks.UpdateToken(ctx, admin, k.ID, r.Old.ID, storage.TokenPatch{ClearExpiry: true})
-	mustBe(t, "clearing a retiring token's expiry", err, storage.ErrInvalid)
+	mustBe(t, "clearing a retiring token's expiry", err, storage.ErrRetiring)
 	later := r.Old.ExpiresAt.Add(time.Hour)
 	_, err = ks.UpdateToken(ctx, admin, k.ID, r.Old.ID, storage.TokenPatch{ExpiresAt: &later})
-	mustBe(t, "extending a retiring token", err, storage.ErrInvalid)
+	mustBe(t, "extending a retiring token", err, storage.ErrRetiring)
 	sooner := r.Old.ExpiresAt.Add(-time.Minute)
 	tok, err := ks.UpdateToken(ctx, admin, k.ID, r.Old.ID, storage.TokenPatch{ExpiresAt: &sooner})
 	check(t, err == nil && tok.ExpiresAt.Equal(sooner.UTC().Truncate(time.Microsecond)), "shortening a retiring token: %+v, %v", tok, err)
