@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"bytes"
@@ -47,19 +47,6 @@ func TestParseTags(t *testing.T) {
 		if _, err := parseTags(bad); err == nil {
 			t.Errorf("parseTags(%q): no error", bad)
 		}
-	}
-}
-
-func TestTagFilters(t *testing.T) {
-	got, err := tagFilters([]string{"env=prod", "x=a:b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"env:prod", "x:a:b"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("tagFilters = %q, want %q", got, want)
-	}
-	if _, err := tagFilters([]string{"env:prod"}); err == nil {
-		t.Error("tagFilters(env:prod): no error")
 	}
 }
 
@@ -123,51 +110,6 @@ func TestOnlyActiveToken(t *testing.T) {
 	}
 }
 
-func TestParseErrorAnswer(t *testing.T) {
-	for _, c := range []struct {
-		status int
-		body   string
-		want   string
-	}{
-		{400, `{"error":"invalid_request","message":"scope \"Apps\": invalid character 'A'","field":"scopes"}` + "\n",
-			`400 invalid_request (field scopes): scope "Apps": invalid character 'A'`},
-		{404, `{"error":"not_found","message":"no key \"key_x\""}`, `404 not_found: no key "key_x"`},
-		{503, `{"error":"keygate is not configured: add the apikeys global option"}`,
-			`503 Service Unavailable: keygate is not configured: add the apikeys global option`},
-		{502, "bad\ngateway\n", "502 Bad Gateway: bad gateway"},
-		{500, "", "500 Internal Server Error"},
-	} {
-		if got := parseErrorAnswer(c.status, []byte(c.body)).Error(); got != c.want {
-			t.Errorf("parseErrorAnswer(%d, %q) = %q, want %q", c.status, c.body, got, c.want)
-		}
-	}
-}
-
-func TestAdminRequestError(t *testing.T) {
-	err := adminRequestError("localhost:2019", errors.New(`caddy responded with error: HTTP 409: {"error":"conflict","message":"conflicts with an existing record"}`+"\n"))
-	var ae *apiAnswerError
-	if !errors.As(err, &ae) || ae.Status != 409 || ae.Code != "conflict" {
-		t.Fatalf("answer error = %#v", err)
-	}
-	err = adminRequestError("localhost:2019", errors.New(`performing request: Get "http://localhost:2019/apikeys/keys": dial tcp [::1]:2019: connect: connection refused`))
-	if errors.As(err, &ae) || !strings.HasPrefix(err.Error(), "cannot reach the admin endpoint at localhost:2019") ||
-		strings.Contains(err.Error(), "performing request") {
-		t.Errorf("unreachable = %q", err)
-	}
-}
-
-func TestRedactError(t *testing.T) {
-	const secret = "sk-abcdefghijklmnop"
-	err := redactError(errors.New("bad "+secret+"!"), secret)
-	if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "[REDACTED]") {
-		t.Errorf("redactError = %q", err)
-	}
-	orig := &apiAnswerError{Status: 400, Code: "invalid_request"}
-	if got := redactError(orig, secret); got != orig {
-		t.Errorf("redactError changed an error without the secret: %v", got)
-	}
-}
-
 // columnStarts returns the offsets where each header word starts.
 func columnStarts(header string) []int {
 	var starts []int
@@ -225,8 +167,8 @@ func TestRenderKeys(t *testing.T) {
 	err := renderKeys(&b, []admin.Key{
 		{ID: "key_1", Account: "acc_1", Name: "deploy", EffectiveScopes: []string{"apps:run"}, CreatedAt: created,
 			Tokens: []admin.Token{{Status: "active"}, {Status: "expiring"}, {Status: "active"}, {Status: "expired"}}},
-		{ID: "key_2", Account: "acc_1", Name: "a much longer name", EffectiveScopes: []string{}, CreatedAt: created},
-	})
+		{ID: "key_2", Account: "acc_2", Name: "a much longer name", EffectiveScopes: []string{}, CreatedAt: created},
+	}, names{"acc_1": "ci-bot"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,8 +176,12 @@ func TestRenderKeys(t *testing.T) {
 	if got := strings.Fields(lines[0]); !reflect.DeepEqual(got, []string{"ID", "ACCOUNT", "NAME", "SCOPES", "TOKENS", "CREATED"}) {
 		t.Errorf("header = %q", got)
 	}
-	if got := strings.Fields(lines[1]); !reflect.DeepEqual(got, []string{"key_1", "acc_1", "deploy", "apps:run", "2", "2030-01-02T14:04:05Z"}) {
+	if got := strings.Fields(lines[1]); !reflect.DeepEqual(got, []string{"key_1", "ci-bot", "deploy", "apps:run", "2", "2030-01-02T14:04:05Z"}) {
 		t.Errorf("row 1 = %q", got)
+	}
+	// An account without a known name shows as its id.
+	if got := strings.Fields(lines[2]); got[1] != "acc_2" {
+		t.Errorf("row 2 = %q", got)
 	}
 }
 
@@ -302,7 +248,7 @@ func runCommand(t *testing.T, addr string, args ...string) (string, string, erro
 	t.Helper()
 	root := &cobra.Command{Use: "caddy", SilenceUsage: true}
 	apikey := &cobra.Command{Use: "apikey"}
-	setupAPIKeyCommand(apikey)
+	Setup(apikey)
 	root.AddCommand(apikey)
 	var stdout, stderr bytes.Buffer
 	root.SetOut(&stdout)
@@ -320,6 +266,10 @@ func writeAnswer(w http.ResponseWriter, status int, v any) {
 
 func TestListFollowsNext(t *testing.T) {
 	f, addr := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/apikeys/accounts/acc_1" {
+			writeAnswer(w, http.StatusOK, admin.Account{ID: "acc_1", Name: "ci-bot"})
+			return
+		}
 		var page admin.List[admin.Key]
 		switch r.URL.Query().Get("after") {
 		case "":
@@ -350,8 +300,13 @@ func TestListFollowsNext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "key_1") || !strings.Contains(out, "key_2") || !strings.HasPrefix(out, "ID ") {
+	if !strings.Contains(out, "key_1") || !strings.Contains(out, "key_2") || !strings.HasPrefix(out, "ID ") ||
+		strings.Count(out, "ci-bot") != 2 || strings.Contains(out, "acc_1") {
 		t.Errorf("table:\n%s", out)
+	}
+	// Both keys are of one account: one request for its name.
+	if reqs := f.reqs()[2:]; len(reqs) != 3 || reqs[2] != "GET /apikeys/accounts/acc_1" {
+		t.Errorf("requests for the table = %q", reqs)
 	}
 }
 
@@ -386,12 +341,18 @@ func TestCreateCommand(t *testing.T) {
 		t.Errorf("request body = %v, want %v", body, want)
 	}
 
-	// Without --scopes, no scopes field: the key inherits.
+	// Without --scopes, scopes null: the key inherits. --scopes "" is [].
 	if _, errOut, err := runCommand(t, addr, "create", "--account", "ci-bot", "--name", "deploy"); err != nil {
 		t.Fatalf("create: %v\n%s", err, errOut)
 	}
-	if strings.Contains(f.body(1), "scopes") || strings.Contains(f.body(1), "expires_at") {
-		t.Errorf("request body = %s", f.body(1))
+	if got := f.body(len(f.reqs()) - 2); got != `{"account":"ci-bot","name":"deploy","scopes":null}` {
+		t.Errorf("request body = %s", got)
+	}
+	if _, errOut, err := runCommand(t, addr, "create", "--account", "ci-bot", "--name", "deploy", "--scopes", ""); err != nil {
+		t.Fatalf("create: %v\n%s", err, errOut)
+	}
+	if got := f.body(len(f.reqs()) - 2); got != `{"account":"ci-bot","name":"deploy","scopes":[]}` {
+		t.Errorf("request body = %s", got)
 	}
 }
 
@@ -482,19 +443,76 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"rotate"}, "caddy apikey rotate: want one argument, a key id, not 0"},
+		{[]string{"rotate"}, "caddy apikey rotate: want one key id, not 0 argument(s)"},
 		{[]string{"list", "sk-secretvalue"}, "caddy apikey list: unexpected argument(s)"},
 		{[]string{"list", "--bogus"}, "caddy apikey list: unknown flag: --bogus"},
 		{[]string{"nope"}, `caddy apikey: unknown command "nope"`},
 		{[]string{"account", "nope"}, `caddy apikey account: unknown command "nope"`},
+		{[]string{"token", "nope"}, `caddy apikey token: unknown command "nope"`},
 		{[]string{"create", "--name", "x"}, "caddy apikey create: --account is required"},
 		{[]string{"create", "--account", "a", "--name", "x", "--tag", "env"}, `caddy apikey create: --tag "env": want key=value`},
+		{[]string{"create", "--account", "a", "--name", "x", "--expires", "soon"}, `caddy apikey create: --expires "soon"`},
 		{[]string{"rotate", "key_1", "--grace", "-1h"}, `caddy apikey rotate: --grace "-1h"`},
 		{[]string{"rotate", "key_1", "--token", "sk-secretvalue"}, "caddy apikey rotate: --token must be a token id"},
+		{[]string{"rotate", "sk-secretvalue"}, "caddy apikey rotate: the argument must be a key id"},
+		{[]string{"get", "sk-secretvalue"}, "caddy apikey get: the argument must be a key id"},
+		{[]string{"update", "key_1"}, "caddy apikey update: nothing to change"},
+		{[]string{"update", "key_1", "--scopes", "a", "--inherit-scopes"}, "caddy apikey update: --scopes and --inherit-scopes exclude each other"},
+		{[]string{"update", "key_1", "--tag", "a=b", "--clear-tags"}, "caddy apikey update: --tag and --clear-tags exclude each other"},
+		{[]string{"account", "update", "ci-bot"}, "caddy apikey account update: nothing to change"},
+		{[]string{"account", "get"}, "caddy apikey account get: want one account, by id or name, not 0"},
+		{[]string{"token", "add"}, "caddy apikey token add: want one key id, not 0"},
+		{[]string{"token", "update", "key_1", "tok_1"}, "caddy apikey token update: nothing to change"},
+		{[]string{"token", "update", "key_1", "tok_1", "--expires", "1h", "--no-expiry"}, "caddy apikey token update: --expires and --no-expiry exclude each other"},
+		{[]string{"token", "delete", "key_1"}, "caddy apikey token delete: want a key id and a token id, not 1"},
+		{[]string{"token", "delete", "key_1", "sk-secretvalue"}, "caddy apikey token delete: the second argument must be a token id"},
+		{[]string{"audit", "--since", "last week"}, `caddy apikey audit: --since "last week"`},
+		{[]string{"audit", "--limit", "-1"}, "caddy apikey audit: --limit -1"},
+		{[]string{"import"}, "caddy apikey import: want one file (or - for standard input), not 0"},
 	} {
 		_, errOut, err := runCommand(t, addr, c.args...)
-		if err == nil || !strings.HasPrefix(errOut, c.want) || strings.Count(errOut, "\n") != 1 || strings.Contains(errOut, "sk-secretvalue") {
-			t.Errorf("%q: err %v, stderr %q; want it to start with %q", c.args, err, errOut, c.want)
+		if !strings.HasPrefix(errOut, c.want) || strings.Count(errOut, "\n") != 1 || strings.Contains(errOut, "sk-secretvalue") {
+			t.Errorf("%q: stderr %q; want it to start with %q", c.args, errOut, c.want)
+		}
+		var ee *ExitError
+		if !errors.As(err, &ee) || ee.Code != exitUsage {
+			t.Errorf("%q: error %v, want exit status %d", c.args, err, exitUsage)
+		}
+	}
+}
+
+func TestAdminClientAddresses(t *testing.T) {
+	for _, addr := range []string{"host:1-9", "fd/3"} {
+		if _, err := adminClient(addr); exitCode(err) != exitUsage {
+			t.Errorf("adminClient(%q) = %v, want a usage error", addr, err)
+		}
+	}
+	for addr, want := range map[string]string{
+		"localhost:2019":        "http://localhost:2019/apikeys",
+		"unix//run/caddy.sock":  "http://127.0.0.1/apikeys",
+		"unix//run/c.sock|0220": "http://127.0.0.1/apikeys",
+	} {
+		c, err := adminClient(addr)
+		if err != nil || c.BaseURL() != want {
+			t.Errorf("adminClient(%q) = %v, %v; want base %s", addr, c, err, want)
+		}
+	}
+}
+
+// TestExitCodes: an error answer exits 1, a 404 exits 3.
+func TestExitCodes(t *testing.T) {
+	_, addr := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/key_gone") {
+			writeAnswer(w, http.StatusNotFound, map[string]string{"error": "not_found", "message": `no key "key_gone"`})
+			return
+		}
+		writeAnswer(w, http.StatusConflict, map[string]string{"error": "conflict", "message": "taken", "field": "name"})
+	})
+	for args, want := range map[string]int{"get key_gone": exitNotFound, "account create --name x": exitError} {
+		_, errOut, err := runCommand(t, addr, strings.Fields(args)...)
+		var ee *ExitError
+		if !errors.As(err, &ee) || ee.Code != want || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("%s: error %v, stderr %q; want exit status %d", args, err, errOut, want)
 		}
 	}
 }
