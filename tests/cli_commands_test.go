@@ -107,7 +107,7 @@ func TestCLIAccountCommands(t *testing.T) {
 
 	// delete: the account and its keys go; it is then not found (3).
 	r = gw.mustCLI("account", "delete", "ci-robot")
-	if want := fmt.Sprintf("Deleted account ci-robot (%s) and its 1 key(s).\n", accID); r.Stdout != want {
+	if want := fmt.Sprintf("Deleted account ci-robot (%s) and its 1 key.\n", accID); r.Stdout != want {
 		t.Errorf("account delete = %q, want %q", r.Stdout, want)
 	}
 	if got := gw.status("GET", "/v1/apps", token); got != 401 {

@@ -98,7 +98,8 @@ func cmdAccountCreate(e *env, _ []string) error {
 	if req.Name == "" {
 		return usagef("--name is required")
 	}
-	if s, _ := fl.GetString("scopes"); fl.Changed("scopes") {
+	if fl.Changed("scopes") {
+		s, _ := fl.GetString("scopes")
 		req.Scopes = splitScopes(s)
 	}
 	a, err := e.api.CreateAccount(e.ctx, req)
@@ -205,7 +206,7 @@ func cmdAccountDelete(e *env, args []string) error {
 		return err
 	}
 	if !e.json {
-		fmt.Fprintf(e.out, "Deleted account %s (%s) and its %d key(s).\n", cell(a.Name), a.ID, len(keys))
+		fmt.Fprintf(e.out, "Deleted account %s (%s) and its %s.\n", cell(a.Name), a.ID, count(len(keys), "key"))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -149,6 +150,14 @@ func formatTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Truncate(time.Second).Format(time.RFC3339)
+}
+
+// count says "1 key", "2 keys".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func yesNo(b bool) string {

@@ -59,7 +59,8 @@ func cmdExport(e *env, _ []string) error {
 			return fmt.Errorf("writing the export file: %w", err)
 		}
 	}
-	fmt.Fprintf(e.cmd.ErrOrStderr(), "exported %d accounts, %d keys, %d tokens to %s\n", n.Accounts, n.Keys, n.Tokens, where)
+	fmt.Fprintf(e.cmd.ErrOrStderr(), "exported %s, %s, %s to %s\n",
+		count(n.Accounts, "account"), count(n.Keys, "key"), count(n.Tokens, "token"), where)
 	return nil
 }
 
@@ -81,7 +82,7 @@ func cmdImport(e *env, args []string) error {
 	if e.json {
 		return e.printJSON(res)
 	}
-	_, err = fmt.Fprintf(e.out, "imported %d records from %s: %d created, %d updated, %d unchanged\n",
-		res.Imported, where, res.Created, res.Updated, res.Unchanged)
+	_, err = fmt.Fprintf(e.out, "imported %s from %s: %d created, %d updated, %d unchanged\n",
+		count(res.Imported, "record"), where, res.Created, res.Updated, res.Unchanged)
 	return err
 }
