@@ -41,8 +41,11 @@ Creates an account. --kind is user or service (the API's default is user);
 	}
 
 	get := &cobra.Command{
-		Use:               "get <id|name>",
-		Short:             "Shows an account and its keys",
+		Use:   "get <id|name>",
+		Short: "Shows an account and its keys",
+		Long: `
+Shows an account and its keys; with --json, the account's object with its
+keys in "keys".`,
 		Args:              nArgs(1, "one account, by id or name"),
 		ValidArgsFunction: completeAccounts,
 		RunE:              run(cmdAccountGet),

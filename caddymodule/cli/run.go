@@ -46,15 +46,17 @@ func exitCode(err error) int {
 }
 
 // ExitError is how a command fails: its message was printed; Code is the
-// exit status. It wraps what caddycmd.Main exits with.
+// exit status.
 type ExitError struct {
 	Code int
-	err  error
+	Err  error
+	// status is what makes caddycmd.Main exit with Code.
+	status error
 }
 
-func (e *ExitError) Error() string { return e.err.Error() }
+func (e *ExitError) Error() string { return e.Err.Error() }
 
-func (e *ExitError) Unwrap() error { return e.err }
+func (e *ExitError) Unwrap() []error { return []error{e.Err, e.status} }
 
 // fail prints err as one line on stderr, prefixed with the command
 // ("caddy apikey create: …"), keeps cobra from printing it again, and
@@ -62,15 +64,13 @@ func (e *ExitError) Unwrap() error { return e.err }
 func fail(cmd *cobra.Command, err error) error {
 	cmd.SilenceErrors = true
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", cmd.CommandPath(), oneLine(err.Error()))
-	code := exitCode(err)
-	if code == exitError {
-		// caddycmd.Main exits 1 on any error.
-		return &ExitError{Code: code, err: err}
+	e := &ExitError{Code: exitCode(err), Err: err}
+	if e.Code != exitError { // caddycmd.Main exits 1 on any other error
+		// caddycmd carries other statuses in an unexported error that
+		// only WrapCommandFuncForCobra makes; given no error, it logs none.
+		e.status = caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) { return e.Code, nil })(cmd, nil)
 	}
-	// caddycmd carries other statuses in an unexported error that only
-	// WrapCommandFuncForCobra makes; with no error it logs nothing.
-	status := caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) { return code, nil })(cmd, nil)
-	return &ExitError{Code: code, err: status}
+	return e
 }
 
 // groupRunE serves commands that only group subcommands: alone they print
@@ -149,8 +149,11 @@ func newEnv(ctx context.Context, cmd *cobra.Command) (*env, error) {
 // explain says what an unreachable endpoint means for the user.
 func explain(e *env, err error) error {
 	var te *client.TransportError
-	if e == nil || !errors.As(err, &te) {
+	switch {
+	case e == nil || !errors.As(err, &te):
 		return err
+	case errors.Is(err, context.Canceled):
+		return errors.New("interrupted")
 	}
 	return fmt.Errorf("cannot reach the admin endpoint at %s (is Caddy running? see --address and --config): %w", e.addr, te.Err)
 }

@@ -47,17 +47,19 @@ func cmdExport(e *env, _ []string) error {
 		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
 			return fmt.Errorf("creating the export file: %w", err)
 		}
-		defer f.Close()
 		out, where = f, path
 	}
 	n, err := e.api.Export(e.ctx, out)
+	if f != nil {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("writing the export file: %w", cerr)
+		}
+		if err != nil {
+			_ = os.Remove(path) // an incomplete export must not pass for one
+		}
+	}
 	if err != nil {
 		return err
-	}
-	if f != nil {
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("writing the export file: %w", err)
-		}
 	}
 	fmt.Fprintf(e.cmd.ErrOrStderr(), "exported %s, %s, %s to %s\n",
 		count(n.Accounts, "account"), count(n.Keys, "key"), count(n.Tokens, "token"), where)
