@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -327,5 +329,22 @@ func TestExitCodes(t *testing.T) {
 		if !errors.As(err, &ee) || ee.Code != want || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("%s: error %v, stderr %q; want exit status %d", args, err, errOut, want)
 		}
+	}
+}
+
+// TestExportCutShort: an export the server cut short fails (exit 1) and
+// leaves no file that could pass for a whole export.
+func TestExportCutShort(t *testing.T) {
+	_, addr := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("{\"type\":\"account\"}\n{\"type\":\"ke"))
+	})
+	path := filepath.Join(t.TempDir(), "keys.jsonl")
+	_, errOut, err := runCommand(t, addr, "export", "--output", path)
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != exitError || !strings.Contains(errOut, "incomplete") {
+		t.Errorf("cut export: %v, stderr %q", err, errOut)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the incomplete export file is left: %v", err)
 	}
 }
