@@ -88,7 +88,7 @@ func (h *Handler) listAccounts(w http.ResponseWriter, r *http.Request, p Princip
 }
 
 func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
-	a, err := h.store.GetAccount(r.Context(), r.PathValue("id"))
+	a, err := h.visibleAccount(r, p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -108,6 +108,13 @@ type updateAccountRequest struct {
 }
 
 func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
+	// Editing or re-enabling an account hands its scopes to its keys: only
+	// for callers holding them all. The refusal comes before any answer
+	// that would show the account.
+	current, err := h.writableAccount(r, p, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
 	var req updateAccountRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
@@ -138,10 +145,6 @@ func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Princi
 		normalized := scope.Normalize(*req.Scopes)
 		req.Scopes = &normalized
 	}
-	current, err := h.store.GetAccount(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
 	a, err := h.store.UpdateAccount(r.Context(), p.Actor, current.ID, storage.AccountPatch{
 		Name: req.Name, Team: req.Team, Scopes: req.Scopes, Disabled: req.Disabled,
 	})
@@ -153,7 +156,7 @@ func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Princi
 }
 
 func (h *Handler) deleteAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
-	a, err := h.store.GetAccount(r.Context(), r.PathValue("id"))
+	a, err := h.writableAccount(r, p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,16 @@ func errForbiddenScope(s string) *apiError {
 	}
 }
 
+// errNotCovered refuses a write on what (an account or key) holding scope
+// s, which the caller lacks.
+func errNotCovered(what, s string) *apiError {
+	return &apiError{
+		status: http.StatusForbidden, code: "forbidden",
+		message: what + " holds scope " + s + ", which the caller does not: a caller acts only on what it covers",
+		extra:   map[string]any{"scope": s},
+	}
+}
+
 // fail answers err: API errors as they are, store errors by their kind,
 // anything else as a 500 that is logged.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -43,6 +43,12 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, p Principal)
 	if err != nil {
 		return err
 	}
+	if account.ID != p.AccountID {
+		// A key placed in another account speaks for that account.
+		if err := canActOnAccount(p, account, req.Account); err != nil {
+			return err
+		}
+	}
 
 	var scopes []string // nil: inherit the account's scopes, live
 	switch {
@@ -83,11 +89,10 @@ func (h *Handler) resolveAccount(r *http.Request, p Principal, ref string) (*sto
 		}
 		ref = p.AccountID
 	}
-	a, err := h.store.GetAccount(r.Context(), ref)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && !p.seesAllAccounts() && a.ID != p.AccountID {
-		e := errNotFound("account %q not found", ref)
-		e.field = "account"
-		return nil, e
+	a, err := h.visibleAccount(r, p, ref)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.status == http.StatusNotFound {
+		ae.field = "account"
 	}
 	return a, err
 }
@@ -169,18 +174,6 @@ func listOptions(r *http.Request) (storage.ListOptions, error) {
 	return opts, nil
 }
 
-// visibleKey loads the key with id if the caller may see it.
-func (h *Handler) visibleKey(r *http.Request, p Principal, id string) (*storage.Key, error) {
-	if !strings.HasPrefix(id, storage.KeyIDPrefix) || checkText("id", id, true, maxNameLen) != nil {
-		return nil, errNotFound("no key %q", id)
-	}
-	k, err := h.store.GetKey(r.Context(), id)
-	if errors.Is(err, storage.ErrNotFound) || err == nil && !p.seesAllAccounts() && k.AccountID != p.AccountID {
-		return nil, errNotFound("no key %q", id)
-	}
-	return k, err
-}
-
 func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, p Principal) error {
 	k, err := h.visibleKey(r, p, r.PathValue("id"))
 	if err != nil {
@@ -191,7 +184,7 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, p Principal) er
 }
 
 func (h *Handler) deleteKey(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, err := h.visibleKey(r, p, r.PathValue("id"))
+	k, err := h.writableKey(r, p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -216,7 +209,7 @@ type updateKeyRequest struct {
 }
 
 func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, err := h.visibleKey(r, p, r.PathValue("id"))
+	k, err := h.writableKey(r, p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}

@@ -25,12 +25,9 @@ type createTokenRequest struct {
 }
 
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, err := h.visibleKey(r, p, r.PathValue("id"))
+	// A new value of a key is that key's power: only for callers covering it.
+	k, err := h.writableKey(r, p, r.PathValue("id"))
 	if err != nil {
-		return err
-	}
-	// A new value of a key is that key's power: only for callers holding it.
-	if err := checkGrant(p, k.EffectiveScopes); err != nil {
 		return err
 	}
 	var req createTokenRequest
@@ -113,7 +110,7 @@ func (f immutableFields) check() error {
 }
 
 func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, t, err := h.visibleToken(r, p)
+	k, t, err := h.writableToken(r, p)
 	if err != nil {
 		return err
 	}
@@ -170,11 +167,8 @@ type rotateRequest struct {
 }
 
 func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, old, err := h.visibleToken(r, p)
+	k, old, err := h.writableToken(r, p)
 	if err != nil {
-		return err
-	}
-	if err := checkGrant(p, k.EffectiveScopes); err != nil {
 		return err
 	}
 	var req rotateRequest
@@ -219,7 +213,7 @@ func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principa
 }
 
 func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, t, err := h.visibleToken(r, p)
+	k, t, err := h.writableToken(r, p)
 	if err != nil {
 		return err
 	}

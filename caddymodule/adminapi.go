@@ -23,9 +23,12 @@ const AdminAPIPrefix = "/apikeys"
 // AdminAPI serves the key-management API on Caddy's admin endpoint under
 // /apikeys/. The admin endpoint is trusted, so its callers act with every
 // scope; audit events name them "admin".
-type AdminAPI struct {
-	ctx caddy.Context
-}
+//
+// It serves the store of the running config, whichever config provisioned
+// it: Caddy replaces the admin endpoint's routes before the new config's
+// apps start and keeps them when that config then fails, so the config
+// this module belongs to may be one that never ran.
+type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
 func (AdminAPI) CaddyModule() caddy.ModuleInfo {
@@ -33,14 +36,6 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 		ID:  "admin.api.apikeys",
 		New: func() caddy.Module { return new(AdminAPI) },
 	}
-}
-
-// Provision keeps the context: the admin endpoint is provisioned for every
-// config load, also those without the apikeys app, so the app is looked up
-// when a request comes.
-func (a *AdminAPI) Provision(ctx caddy.Context) error {
-	a.ctx = ctx
-	return nil
 }
 
 // Routes implements caddy.AdminRouter.
@@ -75,9 +70,13 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// apiHandler returns the admin API of the running apikeys app.
+// apiHandler returns the admin API of the running config's apikeys app.
 func (a *AdminAPI) apiHandler() (*admin.Handler, error) {
-	appModule, err := a.ctx.AppIfConfigured("apikeys")
+	running := caddy.ActiveContext()
+	if running.Context == nil {
+		return nil, errors.New("no config is running yet")
+	}
+	appModule, err := running.AppIfConfigured("apikeys")
 	if err != nil {
 		return nil, errors.New("keygate is not configured: add the apikeys global option or an apikey_auth handler")
 	}
@@ -90,6 +89,5 @@ func (a *AdminAPI) apiHandler() (*admin.Handler, error) {
 
 // Interface guards
 var (
-	_ caddy.Provisioner = (*AdminAPI)(nil)
 	_ caddy.AdminRouter = (*AdminAPI)(nil)
 )

@@ -4,6 +4,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,8 +30,9 @@ func init() {
 }
 
 // App is the apikeys app: the key store and the cache in front of it,
-// shared by every Keygate handler of a config and kept across config
-// reloads as long as the storage and cache settings do not change.
+// shared by every Keygate handler of a config. The store is kept across
+// config reloads as long as the storage settings do not change, the cache
+// as long as its settings do not change either.
 type App struct {
 	// Storage is where keys live.
 	Storage *StorageConfig `json:"storage,omitempty"`
@@ -40,10 +42,15 @@ type App struct {
 	// Cache sizes the in-memory cache of verified tokens.
 	Cache *CacheConfig `json:"cache,omitempty"`
 
-	tokens  storage.TokenFormat
-	backend *backend
-	poolKey string
-	logger  *zap.Logger
+	tokens   storage.TokenFormat
+	storeID  storeID
+	store    *sharedStore
+	storeKey string
+	cache    *sharedCache
+	cacheKey string
+	adminAPI *atomic.Pointer[admin.Handler] // set by Start, read by requests
+	ctx      caddy.Context
+	logger   *zap.Logger
 }
 
 // StorageConfig selects the key store.
@@ -84,7 +91,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the app without touching the network, so that
 // `caddy validate` works without a database.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
 	a.logger = ctx.Logger()
+	a.adminAPI = new(atomic.Pointer[admin.Handler])
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
@@ -106,29 +115,37 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.Cache = new(CacheConfig)
 	}
 	repl := caddy.NewReplacer()
-	settings := backendSettings{
-		tokens:      tokens,
-		storageType: a.Storage.Type,
-		dsn:         repl.ReplaceKnown(a.Storage.DSN, ""),
-		schema:      a.Storage.Schema,
-		path:        repl.ReplaceKnown(a.Storage.Path, ""),
-		cache: storage.CacheConfig{
-			MaxEntries:  a.Cache.MaxEntries,
-			TTL:         time.Duration(a.Cache.TTL),
-			NegativeTTL: time.Duration(a.Cache.NegativeTTL),
-		},
+	a.storeID = storeID{
+		kind:   a.Storage.Type,
+		path:   repl.ReplaceKnown(a.Storage.Path, ""),
+		dsn:    repl.ReplaceKnown(a.Storage.DSN, ""),
+		schema: a.Storage.Schema,
 	}
-	if settings.schema == "" {
-		settings.schema = storage.DefaultSchema
+	if a.storeID.schema == "" {
+		a.storeID.schema = storage.DefaultSchema
 	}
-	a.poolKey = settings.key()
-	value, _, err := backends.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
-		return &backend{settings: settings}, nil
+	a.storeKey = a.storeID.key()
+	value, _, err := stores.LoadOrNew(a.storeKey, func() (caddy.Destructor, error) {
+		return &sharedStore{id: a.storeID}, nil
 	})
 	if err != nil {
 		return err
 	}
-	a.backend = value.(*backend)
+	a.store = value.(*sharedStore)
+
+	cache := storage.CacheConfig{
+		MaxEntries:  cmp.Or(a.Cache.MaxEntries, storage.DefaultMaxEntries),
+		TTL:         cmp.Or(time.Duration(a.Cache.TTL), storage.DefaultTTL),
+		NegativeTTL: cmp.Or(time.Duration(a.Cache.NegativeTTL), storage.DefaultNegativeTTL),
+	}
+	a.cacheKey = cacheKey(a.storeID, cache)
+	value, _, err = caches.LoadOrNew(a.cacheKey, func() (caddy.Destructor, error) {
+		return &sharedCache{store: a.store, cfg: cache}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.cache = value.(*sharedCache)
 	return nil
 }
 
@@ -139,16 +156,16 @@ func (a *App) Validate() error {
 		if a.Storage.DSN == "" {
 			return errors.New("storage postgres: a connection string is required")
 		}
-		if a.backend.settings.dsn == "" {
+		if a.storeID.dsn == "" {
 			// An empty DSN would make pgx fall back to libpq defaults and
 			// PG* variables: possibly another database.
 			return fmt.Errorf("storage postgres: the connection string %q is empty once placeholders are replaced (is the variable set?)", a.Storage.DSN)
 		}
-		if err := storage.ValidateSchema(a.backend.settings.schema); err != nil {
+		if err := storage.ValidateSchema(a.storeID.schema); err != nil {
 			return fmt.Errorf("storage postgres: %w", err)
 		}
 	case "file":
-		if a.backend.settings.path == "" {
+		if a.storeID.path == "" {
 			return fmt.Errorf("storage file: the path %q is empty once placeholders are replaced", a.Storage.Path)
 		}
 	default:
@@ -161,140 +178,66 @@ func (a *App) Validate() error {
 }
 
 // Start connects to the store and applies its migrations, unless the
-// shared backend is already open from a previous config.
+// shared store is already open from a previous config, and creates the
+// cache unless one with these settings exists already.
 func (a *App) Start() error {
-	return a.backend.open(a.logger)
+	if err := a.store.open(a.logger); err != nil {
+		return err
+	}
+	if err := a.cache.open(); err != nil {
+		return err
+	}
+	a.adminAPI.Store(admin.New(a.store.get(), a.tokens, a.logger.Named("admin")))
+	a.warnUnredactedLogs()
+	return nil
 }
 
-// Stop implements caddy.App. The backend outlives configs; Cleanup
-// releases this config's hold on it.
+// Stop implements caddy.App. The store and cache outlive configs; Cleanup
+// releases this config's hold on them.
 func (a *App) Stop() error { return nil }
 
-// Cleanup releases the app's hold on the shared backend, which closes when
-// no config uses it any more.
+// Cleanup releases the app's hold on the shared cache and store, which
+// close when no config uses them any more: the cache first, as it writes
+// its pending last-used times to the store.
 func (a *App) Cleanup() error {
-	if a.poolKey == "" {
-		return nil
+	var errs []error
+	if a.cacheKey != "" {
+		if _, err := caches.Delete(a.cacheKey); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	_, err := backends.Delete(a.poolKey)
-	return err
+	if a.storeKey != "" {
+		if _, err := stores.Delete(a.storeKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Tokens returns the token format of this app.
 func (a *App) Tokens() storage.TokenFormat { return a.tokens }
 
 // verifier returns the cache, or nil before Start.
-func (a *App) verifier() *storage.Cache {
-	b := a.backend.get()
-	if b == nil {
-		return nil
-	}
-	return b.cache
-}
+func (a *App) verifier() *storage.Cache { return a.cache.get() }
 
 // api returns the admin API, or nil before Start.
 func (a *App) api() *admin.Handler {
-	b := a.backend.get()
-	if b == nil {
+	if a.adminAPI == nil {
 		return nil
 	}
-	return b.api
+	return a.adminAPI.Load()
 }
 
-// backends holds the open stores, keyed by their settings, so a config
-// reload reuses connections and cache instead of reopening them.
-var backends = caddy.NewUsagePool()
-
-// backendSettings identify a backend.
-type backendSettings struct {
-	tokens      storage.TokenFormat
-	storageType string
-	dsn         string
-	schema      string
-	path        string
-	cache       storage.CacheConfig
-}
-
-func (s backendSettings) key() string {
-	return s.tokens.Prefix() + "\x00" + s.storageType + "\x00" + s.dsn + "\x00" + s.schema + "\x00" + s.path + "\x00" +
-		strconv.FormatInt(s.cache.MaxEntries, 10) + "\x00" + s.cache.TTL.String() + "\x00" + s.cache.NegativeTTL.String()
-}
-
-// backend is an open store with its cache and admin API, shared across
-// configs.
-type backend struct {
-	settings backendSettings
-
-	mu   sync.Mutex
-	live atomic.Pointer[openBackend]
-}
-
-// openBackend is what an open backend serves with.
-type openBackend struct {
-	store storage.Store
-	cache *storage.Cache
-	api   *admin.Handler
-
-	stopListener context.CancelFunc
-	listening    sync.WaitGroup
-}
-
-func (b *backend) open(logger *zap.Logger) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.live.Load() != nil {
-		return nil
-	}
-	st, err := b.openStore()
-	if err != nil {
-		return err
-	}
-	cfg := b.settings.cache
-	cfg.Decorate = decorateCredential
-	cfg.ObserveLookup = observeLookup
-	cache, err := storage.NewCache(st, cfg)
-	if err != nil {
-		st.Close()
-		return err
-	}
-	liveCaches.Store(cache, struct{}{})
-	ob := &openBackend{store: st, cache: cache, api: admin.New(st, b.settings.tokens, logger.Named("admin"))}
-	listenCtx, stop := context.WithCancel(context.Background())
-	ob.stopListener = stop
-	if pg, ok := st.(*storage.Postgres); ok {
-		// Other nodes share a PostgreSQL store: follow their changes.
-		listen(listenCtx, &ob.listening, pg, cache, logger)
-	}
-	b.live.Store(ob)
-	where := zap.String("schema", b.settings.schema)
-	if b.settings.storageType == "file" {
-		where = zap.String("path", b.settings.path)
-	}
-	logger.Info("key store open", zap.String("storage", b.settings.storageType), where)
-	return nil
-}
-
-// openStore opens the configured store.
-func (b *backend) openStore() (storage.Store, error) {
-	if b.settings.storageType == "file" {
-		st, err := storage.OpenFile(b.settings.path)
-		if err != nil {
-			return nil, err
-		}
-		return st, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := storage.OpenPostgres(ctx, b.settings.dsn, b.settings.schema)
-	if err != nil {
-		return nil, fmt.Errorf("opening key store: %w", err)
-	}
-	return st, nil
+// invalidator is what change notices apply to: a cache, or every cache of
+// a store.
+type invalidator interface {
+	Invalidate(storage.Invalidation)
+	InvalidateAll()
 }
 
 // listen starts the change listener of a PostgreSQL store and waits, at
 // most a few seconds, until it is connected.
-func listen(ctx context.Context, listening *sync.WaitGroup, pg *storage.Postgres, cache *storage.Cache, logger *zap.Logger) {
+func listen(ctx context.Context, listening *sync.WaitGroup, pg *storage.Postgres, cache invalidator, logger *zap.Logger) {
 	connected := make(chan struct{})
 	hooks := listenHooks(cache, logger.Named("listener"))
 	onConnect := hooks.Connected
@@ -321,7 +264,7 @@ func DefaultFilePath() string {
 }
 
 // listenHooks apply other nodes' change notices to cache.
-func listenHooks(cache *storage.Cache, logger *zap.Logger) storage.ListenHooks {
+func listenHooks(cache invalidator, logger *zap.Logger) storage.ListenHooks {
 	return storage.ListenHooks{
 		Notice: func(inv storage.Invalidation) {
 			metrics.notices.Inc()
@@ -338,23 +281,6 @@ func listenHooks(cache *storage.Cache, logger *zap.Logger) storage.ListenHooks {
 			logger.Warn("change listener disconnected; reconnecting", zap.Error(err))
 		},
 	}
-}
-
-// get returns the open backend, or nil before open.
-func (b *backend) get() *openBackend { return b.live.Load() }
-
-// Destruct closes the cache and the store.
-func (b *backend) Destruct() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if ob := b.live.Swap(nil); ob != nil {
-		ob.stopListener()
-		ob.listening.Wait()
-		ob.cache.Close() // writes pending last-used times
-		liveCaches.Delete(ob.cache)
-		ob.store.Close()
-	}
-	return nil
 }
 
 // parseGlobalOption sets up the apikeys app from the Caddyfile:
@@ -498,5 +424,4 @@ var (
 	_ caddy.Validator       = (*App)(nil)
 	_ caddy.CleanerUpper    = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*App)(nil)
-	_ caddy.Destructor      = (*backend)(nil)
 )

@@ -22,14 +22,19 @@ func newBenchHandler(b *testing.B) (*AuthHandler, string) {
 	b.Helper()
 	dsn := pgtest.DSN(b)
 	tokens, _ := storage.NewTokenFormat("sk")
-	be := &backend{settings: backendSettings{tokens: tokens, storageType: "postgres", dsn: dsn, schema: pgtest.Schema(b, dsn)}}
-	if err := be.open(zap.NewNop()); err != nil {
+	store := &sharedStore{id: storeID{kind: "postgres", dsn: dsn, schema: pgtest.Schema(b, dsn)}}
+	if err := store.open(zap.NewNop()); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = be.Destruct() })
-	app := &App{tokens: tokens, backend: be}
+	b.Cleanup(func() { _ = store.Destruct() })
+	cache := &sharedCache{store: store}
+	if err := cache.open(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cache.Destruct() })
+	app := &App{tokens: tokens, store: store, cache: cache}
 
-	st := be.get().store
+	st := store.get()
 	acc := &storage.Account{Name: "bench", Kind: storage.KindService, Scopes: []string{"apps"}}
 	if err := st.CreateAccount(context.Background(), "bench", acc); err != nil {
 		b.Fatal(err)

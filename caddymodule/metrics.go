@@ -66,7 +66,7 @@ var (
 	resultUnavailable       = metrics.decisions.WithLabelValues("unavailable")
 )
 
-// liveCaches are the caches of open backends, whose counters the cache
+// liveCaches are the open token caches, whose counters the cache
 // metrics sum.
 var liveCaches sync.Map // *storage.Cache → struct{}
 

@@ -31,6 +31,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -392,14 +393,41 @@ func version(binDir string) []int {
 	return v
 }
 
+// freePort picks a loopback port below Linux's ephemeral range (32768 and
+// up), where nothing but a listener can take it, and not handed out before
+// by this process. A port the kernel gives out for ":0" is in the
+// ephemeral range, so between its check and the server's bind any
+// outgoing connection of a busy machine could take it: that made servers
+// of the suite fail to start now and then ("address already in use").
+// Several test processes pick at random from 20,000 ports, checked
+// bindable, so they rarely meet.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: find a free port: %w", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := portsLow + mrand.IntN(portsHigh-portsLow)
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[port] = true
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("pgtest: no free port found in 1000 tries")
 }
+
+// The range freePort picks from: below the ephemeral ports and above
+// the well-known services.
+const portsLow, portsHigh = 12000, 32000
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 func waitReady(dsn string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
