@@ -17,20 +17,13 @@ type TokenWithSecret struct {
 	Secret string `json:"secret"`
 }
 
-type createTokenRequest struct {
-	Name        string            `json:"name"`
-	Description string            `json:"description"`
-	Tags        map[string]string `json:"tags"`
-	ExpiresAt   string            `json:"expires_at"`
-}
-
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
 	// A new value of a key is that key's power: only for callers covering it.
 	k, err := h.writableKey(r, p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	var req createTokenRequest
+	var req CreateTokenRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -70,12 +63,10 @@ func (h *Handler) visibleToken(r *http.Request, p Principal) (*storage.Key, *sto
 	return nil, nil, errNotFound("key %s has no token %q", k.ID, tid)
 }
 
-type updateTokenRequest struct {
-	Name        *string            `json:"name"`
-	Description *string            `json:"description"`
-	Tags        *map[string]string `json:"tags"`
-	// ExpiresAt is raw to tell null (no expiry) from absent.
-	ExpiresAt json.RawMessage `json:"expires_at"`
+// updateTokenBody is an UpdateTokenRequest with the fields that cannot be
+// written.
+type updateTokenBody struct {
+	UpdateTokenRequest
 	immutableFields
 }
 
@@ -114,7 +105,7 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
-	var req updateTokenRequest
+	var req updateTokenBody
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -157,21 +148,12 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 	return nil
 }
 
-type rotateRequest struct {
-	// Grace is how long the old token keeps working (a Go duration);
-	// empty or "0s": it stops now.
-	Grace string `json:"grace"`
-	// ExpiresAt is the new token's expiry; by default the new token gets
-	// the old one's lifetime, counted from now.
-	ExpiresAt string `json:"expires_at"`
-}
-
 func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
 	k, old, err := h.writableToken(r, p)
 	if err != nil {
 		return err
 	}
-	var req rotateRequest
+	var req RotateRequest
 	if r.ContentLength != 0 {
 		if err := decode(w, r, &req); err != nil {
 			return err
@@ -224,14 +206,10 @@ func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, p Principa
 	return nil
 }
 
-type revokeRequest struct {
-	Token string `json:"token"`
-}
-
 // revoke deletes the token whose value the caller knows, whatever its
 // account: knowing a leaked value is enough to stop it.
 func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, p Principal) error {
-	var req revokeRequest
+	var req RevokeRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
