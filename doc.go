@@ -8,9 +8,11 @@
 package keygate
 
 import (
-	// Register the apikeys app, the apikey_auth and apikey_admin handlers,
-	// the admin.api.apikeys route and the `caddy apikey` commands.
+	// Register the apikeys app, the apikey_auth and apikey_admin handlers
+	// and the admin.api.apikeys route.
 	_ "github.com/keygate/keygate/caddymodule"
+	// Register the `caddy apikey` commands.
+	_ "github.com/keygate/keygate/caddymodule/cli"
 
 	// Register the storage modules apikeys.storage.file and
 	// apikeys.storage.postgres.

@@ -6,16 +6,8 @@ import (
 	"github.com/keygate/keygate/storage"
 )
 
-type createAccountRequest struct {
-	Name     string   `json:"name"`
-	Kind     string   `json:"kind"`
-	Team     string   `json:"team"`
-	Scopes   []string `json:"scopes"`
-	Disabled bool     `json:"disabled"`
-}
-
 func (h *Handler) createAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
-	var req createAccountRequest
+	var req CreateAccountRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -64,19 +56,16 @@ func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p Principal
 	return nil
 }
 
-type updateAccountRequest struct {
-	Name     *string   `json:"name"`
-	Team     *string   `json:"team"`
-	Scopes   *[]string `json:"scopes"`
-	Disabled *bool     `json:"disabled"`
-	// Immutable fields, named so that sending them is a clear 400 rather
-	// than an "unknown field".
+// updateAccountBody is an UpdateAccountRequest with the immutable fields,
+// named so that sending them is a clear 400 rather than an "unknown field".
+type updateAccountBody struct {
+	UpdateAccountRequest
 	ID   *string `json:"id"`
 	Kind *string `json:"kind"`
 }
 
 func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
-	var req updateAccountRequest
+	var req updateAccountBody
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

@@ -41,18 +41,31 @@ func (h *Handler) ServeExport(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// ImportResult is the answer of an import: how many records it wrote, and
+// how they compare with what the store held before.
+type ImportResult struct {
+	Imported int `json:"imported"`
+	// Created records had no record with their id in the store.
+	Created int `json:"created"`
+	// Updated records replaced a different record with their id.
+	Updated int `json:"updated"`
+	// Unchanged records were already in the store as they are.
+	Unchanged int `json:"unchanged"`
+}
+
 // ServeImport reads JSON Lines as ServeExport writes them and imports every
 // record, in order; importing the same export twice changes nothing. It
-// answers {"imported": n}, or the error of the first bad line (with
-// "line"), after which nothing more is imported. For the trusted admin
-// endpoint only.
+// answers an ImportResult, or the error of the first bad line (with "line"
+// and "imported"), after which nothing more is imported. For the trusted
+// admin endpoint only.
 func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
+	var res ImportResult
 	sc := bufio.NewScanner(r.Body)
 	sc.Buffer(make([]byte, 64<<10), maxImportLine)
 	// A large import outlasts a server's read timeout (Caddy's admin
 	// endpoint has 10s): the deadline rolls with each line instead.
 	rc := http.NewResponseController(w)
-	n, line := 0, 0
+	line := 0
 	for {
 		_ = rc.SetReadDeadline(time.Now().Add(importLineTimeout)) // unsupported: the server's own
 		if !sc.Scan() {
@@ -68,23 +81,32 @@ func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
 		// A line that does not decode is the caller's fault; an error of
 		// the store (which may also be an unexpected EOF, from its
 		// connection) is not.
+		var outcome storage.ImportOutcome
 		err := dec.Decode(&rec)
 		if err != nil {
 			err = errInvalid("", "line %d: %v", line, err)
 		} else {
-			err = h.ks.Import(r.Context(), Trusted, rec)
+			outcome, err = h.ks.Import(r.Context(), Trusted, rec)
 		}
 		if err != nil {
-			h.failLine(w, r, line, n, err)
+			h.failLine(w, r, line, res.Imported, err)
 			return
 		}
-		n++
+		switch outcome {
+		case storage.ImportCreated:
+			res.Created++
+		case storage.ImportUnchanged:
+			res.Unchanged++
+		default:
+			res.Updated++
+		}
+		res.Imported++
 	}
 	if err := sc.Err(); err != nil {
-		h.failLine(w, r, line+1, n, errInvalid("", "reading the import: %v", err))
+		h.failLine(w, r, line+1, res.Imported, errInvalid("", "reading the import: %v", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"imported": n})
+	writeJSON(w, http.StatusOK, res)
 }
 
 // failLine answers an import error, naming the line and how many records

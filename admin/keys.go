@@ -10,17 +10,8 @@ import (
 	"github.com/keygate/keygate/storage"
 )
 
-type createKeyRequest struct {
-	Account     string            `json:"account"`
-	Name        string            `json:"name"`
-	Description string            `json:"description"`
-	Tags        map[string]string `json:"tags"`
-	Scopes      []string          `json:"scopes"`
-	ExpiresAt   string            `json:"expires_at"`
-}
-
 func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, p Principal) error {
-	var req createKeyRequest
+	var req CreateKeyRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -152,12 +143,10 @@ func (h *Handler) deleteKey(w http.ResponseWriter, r *http.Request, p Principal)
 	return nil
 }
 
-type updateKeyRequest struct {
-	Name        *string            `json:"name"`
-	Description *string            `json:"description"`
-	Tags        *map[string]string `json:"tags"`
-	// Scopes is raw to tell null (inherit) from absent.
-	Scopes json.RawMessage `json:"scopes"`
+// updateKeyBody is an UpdateKeyRequest with the fields that cannot be
+// written, named so that sending one is a 400 naming it.
+type updateKeyBody struct {
+	UpdateKeyRequest
 	immutableFields
 	Account   json.RawMessage `json:"account"`
 	Tokens    json.RawMessage `json:"tokens"`
@@ -174,7 +163,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal)
 	if _, err := h.ks.Key(r.Context(), p, id); err != nil {
 		return err
 	}
-	var req updateKeyRequest
+	var req updateKeyBody
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

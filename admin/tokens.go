@@ -18,13 +18,6 @@ type TokenWithSecret struct {
 	Secret string `json:"secret"`
 }
 
-type createTokenRequest struct {
-	Name        string            `json:"name"`
-	Description string            `json:"description"`
-	Tags        map[string]string `json:"tags"`
-	ExpiresAt   string            `json:"expires_at"`
-}
-
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id, err := keyID(r)
 	if err != nil {
@@ -33,7 +26,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principa
 	if _, err := h.ks.Key(r.Context(), p, id); err != nil {
 		return err // a key the caller cannot see is 404 before its body is judged
 	}
-	var req createTokenRequest
+	var req CreateTokenRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -76,12 +69,10 @@ func (h *Handler) tokenPath(r *http.Request, p Principal) (string, string, error
 	return "", "", errNotFound("key %s has no token %q", k.ID, tid)
 }
 
-type updateTokenRequest struct {
-	Name        *string            `json:"name"`
-	Description *string            `json:"description"`
-	Tags        *map[string]string `json:"tags"`
-	// ExpiresAt is raw to tell null (no expiry) from absent.
-	ExpiresAt json.RawMessage `json:"expires_at"`
+// updateTokenBody is an UpdateTokenRequest with the fields that cannot be
+// written.
+type updateTokenBody struct {
+	UpdateTokenRequest
 	immutableFields
 }
 
@@ -120,7 +111,7 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
-	var req updateTokenRequest
+	var req updateTokenBody
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -157,21 +148,12 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 	return nil
 }
 
-type rotateRequest struct {
-	// Grace is how long the old token keeps working (a Go duration);
-	// empty or "0s": it stops now.
-	Grace string `json:"grace"`
-	// ExpiresAt is the new token's expiry; by default the new token gets
-	// the old one's lifetime, counted from now.
-	ExpiresAt string `json:"expires_at"`
-}
-
 func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
 	kid, tid, err := h.tokenPath(r, p)
 	if err != nil {
 		return err
 	}
-	var req rotateRequest
+	var req RotateRequest
 	if r.ContentLength != 0 {
 		if err := decode(w, r, &req); err != nil {
 			return err
@@ -221,14 +203,10 @@ func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, p Principa
 	return nil
 }
 
-type revokeRequest struct {
-	Token string `json:"token"`
-}
-
 // revoke deletes the token whose value the caller knows, whatever its
 // account: knowing a leaked value is enough to stop it.
 func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, p Principal) error {
-	var req revokeRequest
+	var req RevokeRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

@@ -16,9 +16,9 @@ func init() {
 	caddy.RegisterModule(AdminAPI{})
 }
 
-// adminAPIPrefix is where the key-management API lives on Caddy's admin
+// AdminAPIPrefix is where the key-management API lives on Caddy's admin
 // endpoint.
-const adminAPIPrefix = "/apikeys"
+const AdminAPIPrefix = "/apikeys"
 
 // AdminAPI serves the key-management API on Caddy's admin endpoint under
 // /apikeys/. The admin endpoint is trusted, so its callers act with every
@@ -41,7 +41,7 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 // Routes implements caddy.AdminRouter.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{
-		Pattern: adminAPIPrefix + "/",
+		Pattern: AdminAPIPrefix + "/",
 		Handler: caddy.AdminHandlerFunc(a.serve),
 	}}
 }
@@ -56,7 +56,7 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return json.NewEncoder(w).Encode(map[string]string{"error": "unavailable", "message": err.Error()})
 	}
 	r2 := r.Clone(admin.WithPrincipal(r.Context(), admin.Trusted))
-	r2.URL.Path = strings.TrimPrefix(r.URL.Path, adminAPIPrefix)
+	r2.URL.Path = strings.TrimPrefix(r.URL.Path, AdminAPIPrefix)
 	r2.URL.RawPath = ""
 	// Export and import move token hashes: only on this trusted endpoint.
 	switch {

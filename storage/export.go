@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"time"
 
@@ -166,93 +167,138 @@ func exportToken(t *TokenRecord) ExportRecord {
 	}}
 }
 
+// ImportOutcome says how an imported record compares with what the store
+// held under its id.
+type ImportOutcome int
+
+// Import outcomes.
+const (
+	// ImportCreated: the store held no record with its id.
+	ImportCreated ImportOutcome = iota + 1
+	// ImportUpdated: it replaced a different record with its id.
+	ImportUpdated
+	// ImportUnchanged: the store held it as it is.
+	ImportUnchanged
+)
+
+// outcome compares a record about to be written with the one it replaces,
+// both in export form (nil: none).
+func outcome[T any](old, rec *T) ImportOutcome {
+	switch {
+	case old == nil:
+		return ImportCreated
+	case reflect.DeepEqual(old, rec):
+		return ImportUnchanged
+	}
+	return ImportUpdated
+}
+
 // Import writes one exported record, replacing the record with its id:
 // importing the same export twice leaves the same state. A key's account
 // and a token's key must exist (imported before it); a rotated token keeps
 // its link to its successor only when that exists. Trusted principal only.
-func (ks *Keystore) Import(ctx context.Context, p Principal, rec ExportRecord) error {
+func (ks *Keystore) Import(ctx context.Context, p Principal, rec ExportRecord) (ImportOutcome, error) {
 	if !p.Trusted {
-		return &Error{Kind: ErrForbidden, Message: "import is for the trusted admin endpoint only"}
+		return 0, &Error{Kind: ErrForbidden, Message: "import is for the trusted admin endpoint only"}
 	}
 	if err := rec.Validate(); err != nil {
-		return err
+		return 0, err
 	}
-	return ks.write(ctx, p, "importing "+rec.Type, func(c *change) error {
+	var out ImportOutcome
+	err := ks.write(ctx, p, "importing "+rec.Type, func(c *change) error {
+		var err error
 		switch rec.Type {
 		case RecordAccount:
-			return importAccount(c, rec.Account)
+			out, err = importAccount(c, rec.Account)
 		case RecordKey:
-			return importKey(c, rec.Key)
+			out, err = importKey(c, rec.Key)
 		default:
-			return importToken(c, rec.Token)
+			out, err = importToken(c, rec.Token)
 		}
+		return err
 	})
+	return out, err
 }
 
-func importAccount(c *change, r *ExportAccount) error {
+func importAccount(c *change, r *ExportAccount) (ImportOutcome, error) {
 	if other, err := c.AccountByName(r.Name); err == nil && other.ID != r.ID {
-		return conflict("account name %q belongs to account %s", r.Name, other.ID)
+		return 0, conflict("account name %q belongs to account %s", r.Name, other.ID)
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
-		return err
+		return 0, err
 	}
 	a := &Account{ID: r.ID, Name: r.Name, Kind: r.Kind, Team: r.Team, Scopes: nonNilScopes(r.Scopes),
-		Disabled: r.Disabled, CreatedAt: r.CreatedAt.UTC()}
+		Disabled: r.Disabled, CreatedAt: r.CreatedAt.UTC().Truncate(time.Microsecond)}
+	var before *ExportAccount
+	if old, err := c.Account(a.ID); err == nil {
+		before = exportAccount(old).Account
+	} else if !errors.Is(err, ErrNotFound) {
+		return 0, err
+	}
 	if err := c.PutAccount(a); err != nil {
-		return err
+		return 0, err
 	}
 	c.inv.Accounts = append(c.inv.Accounts, a.ID)
-	return c.audit("account.import", a.ID, a.ID, nil)
+	return outcome(before, exportAccount(a).Account), c.audit("account.import", a.ID, a.ID, nil)
 }
 
-func importKey(c *change, r *ExportKey) error {
+func importKey(c *change, r *ExportKey) (ImportOutcome, error) {
 	if _, err := c.Account(r.Account); errors.Is(err, ErrNotFound) {
-		return notFound("", "key %s: account %s not found", r.ID, r.Account)
+		return 0, notFound("", "key %s: account %s not found", r.ID, r.Account)
 	} else if err != nil {
-		return err
+		return 0, err
 	}
 	k := &Key{ID: r.ID, AccountID: r.Account, Name: r.Name, Description: r.Description, Tags: tagsOrEmpty(r.Tags),
-		Scopes: r.Scopes, CreatedAt: r.CreatedAt.UTC(), CreatedBy: r.CreatedBy}
+		Scopes: r.Scopes, CreatedAt: r.CreatedAt.UTC().Truncate(time.Microsecond), CreatedBy: r.CreatedBy}
+	var before *ExportKey
+	if old, err := c.Key(k.ID); err == nil {
+		before = exportKey(old).Key
+	} else if !errors.Is(err, ErrNotFound) {
+		return 0, err
+	}
 	if err := c.PutKey(k); err != nil {
-		return err
+		return 0, err
 	}
 	c.inv.Keys = append(c.inv.Keys, k.ID)
-	return c.audit("key.import", k.ID, k.AccountID, nil)
+	return outcome(before, exportKey(k).Key), c.audit("key.import", k.ID, k.AccountID, nil)
 }
 
-func importToken(c *change, r *ExportToken) error {
+func importToken(c *change, r *ExportToken) (ImportOutcome, error) {
 	k, err := c.Key(r.Key)
 	if errors.Is(err, ErrNotFound) {
-		return notFound("", "token %s: key %s not found", r.ID, r.Key)
+		return 0, notFound("", "token %s: key %s not found", r.ID, r.Key)
 	} else if err != nil {
-		return err
+		return 0, err
 	}
 	t := &TokenRecord{Token: Token{ID: r.ID, KeyID: r.Key, Name: r.Name, Description: r.Description,
-		Tags: tagsOrEmpty(r.Tags), Hint: r.Hint, ExpiresAt: timePtr(r.ExpiresAt), CreatedAt: r.CreatedAt.UTC(),
+		Tags: tagsOrEmpty(r.Tags), Hint: r.Hint, ExpiresAt: timePtr(r.ExpiresAt), CreatedAt: r.CreatedAt.UTC().Truncate(time.Microsecond),
 		LastUsedAt: timePtr(r.LastUsedAt), RotatedTo: r.RotatedTo, RotatedAt: timePtr(r.RotatedAt)}}
 	copy(t.Hash[:], r.Hash)
 	if other, err := c.TokenByHash(t.Hash); err == nil && other.ID != t.ID {
-		return conflict("token %s: its hash belongs to token %s", t.ID, other.ID)
+		return 0, conflict("token %s: its hash belongs to token %s", t.ID, other.ID)
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
-		return err
+		return 0, err
 	}
 	if t.RotatedTo != "" {
 		if _, err := c.Token(t.RotatedTo); errors.Is(err, ErrNotFound) {
 			t.RotatedTo = ""
 		} else if err != nil {
-			return err
+			return 0, err
 		}
 	}
+	var before *ExportToken
 	if old, err := c.Token(t.ID); err == nil {
 		// The token is replaced whole: what it was (its hash, its key)
 		// must stop verifying. Invalidate both.
 		c.inv.Keys = append(c.inv.Keys, old.KeyID)
+		before = exportToken(old).Token
 	} else if !errors.Is(err, ErrNotFound) {
-		return err
+		return 0, err
 	}
 	if err := c.PutToken(t); err != nil {
-		return err
+		return 0, err
 	}
 	c.inv.Tokens = append(c.inv.Tokens, t.ID)
 	c.inv.Hashes = append(c.inv.Hashes, t.Hash)
-	return c.audit("token.import", t.ID, k.AccountID, map[string]any{"key": t.KeyID, "hint": t.Hint})
+	return outcome(before, exportToken(t).Token),
+		c.audit("token.import", t.ID, k.AccountID, map[string]any{"key": t.KeyID, "hint": t.Hint})
 }

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/admin"
+	apiclient "github.com/keygate/keygate/admin/client"
 	"github.com/keygate/keygate/internal/pgtest"
 )
 
@@ -172,7 +174,8 @@ func TestCLIAccountsAndKeys(t *testing.T) {
 		"--description", "deploys from CI", "--tag", "env=prod", "--tag", "owner=infra")
 	deploy := newToken(t, r)
 	keyRow := r.Row(t, "key_")
-	if want := []string{accID, "deploy", "apps:run", "1"}; !slices.Equal(keyRow[1:5], want) {
+	// ACCOUNT shows the account's name.
+	if want := []string{"ci-bot", "deploy", "apps:run", "1"}; !slices.Equal(keyRow[1:5], want) {
 		t.Errorf("create key row = %q, want %q after the id", keyRow, want)
 	}
 	deployID := keyRow[0]
@@ -182,18 +185,19 @@ func TestCLIAccountsAndKeys(t *testing.T) {
 	if got := gw.status("GET", "/v1/apps", deploy); got != http.StatusForbidden {
 		t.Errorf("new token on apps:read route = %d, want 403", got)
 	}
-	k := gw.mustAdmin("GET", "/keys/"+deployID, nil, http.StatusOK)
-	if k["description"] != "deploys from CI" || fmt.Sprint(k["tags"]) != "map[env:prod owner:infra]" || fmt.Sprint(k["scopes"]) != "[apps:run]" {
-		t.Errorf("created key = %v", k)
+	created, err := gw.api().GetKey(t.Context(), deployID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	tok := k["tokens"].([]any)[0].(map[string]any)
-	exp, err := time.Parse(time.RFC3339, fmt.Sprint(tok["expires_at"]))
-	if err != nil || exp.Before(before.Add(720*time.Hour-time.Minute)) || exp.After(time.Now().Add(720*time.Hour+time.Minute)) {
-		t.Errorf("token expires_at = %v, want about now+720h", tok["expires_at"])
+	if created.Description != "deploys from CI" || fmt.Sprint(created.Tags) != "map[env:prod owner:infra]" || fmt.Sprint(created.Scopes) != "[apps:run]" {
+		t.Errorf("created key = %+v", created)
+	}
+	if exp := created.Tokens[0].ExpiresAt; exp == nil || exp.Before(before.Add(720*time.Hour-time.Minute)) || exp.After(time.Now().Add(720*time.Hour+time.Minute)) {
+		t.Errorf("token expires_at = %v, want about now+720h", exp)
 	}
 
 	// create --json: no --scopes, so the key inherits its account's.
-	k = gw.mustCLI("create", "--account", accID, "--name", "reader", "--json").JSON(t)
+	k := gw.mustCLI("create", "--account", accID, "--name", "reader", "--json").JSON(t)
 	if k["scopes"] != nil || fmt.Sprint(k["effective_scopes"]) != "[apps runs:read]" {
 		t.Errorf("create --json = %v", k)
 	}
@@ -210,10 +214,10 @@ func TestCLIAccountsAndKeys(t *testing.T) {
 	if got := r.Row(t, "ID"); !slices.Equal(got, []string{"ID", "ACCOUNT", "NAME", "SCOPES", "TOKENS", "CREATED"}) {
 		t.Errorf("list header = %q", got)
 	}
-	if row := r.Row(t, deployID); !slices.Equal(row[1:5], []string{accID, "deploy", "apps:run", "1"}) {
+	if row := r.Row(t, deployID); !slices.Equal(row[1:5], []string{"ci-bot", "deploy", "apps:run", "1"}) {
 		t.Errorf("list row = %q", row)
 	}
-	if row := r.Row(t, k["id"].(string)); !slices.Equal(row[1:5], []string{accID, "reader", "apps,runs:read", "1"}) {
+	if row := r.Row(t, k["id"].(string)); !slices.Equal(row[1:5], []string{"ci-bot", "reader", "apps,runs:read", "1"}) {
 		t.Errorf("list row = %q", row)
 	}
 	keyNames := func(r cliRun) []string {
@@ -233,19 +237,22 @@ func TestCLIAccountsAndKeys(t *testing.T) {
 	if got := keyNames(gw.mustCLI("list", "--account", "alice", "--json")); len(got) != 0 {
 		t.Errorf("list --account alice names = %q", got)
 	}
-	if out := gw.mustCLI("list", "--account", "alice").Stdout; strings.Count(out, "\n") != 1 {
-		t.Errorf("empty list is not just the header:\n%s", out)
+	if out := gw.mustCLI("list", "--account", "alice").Stdout; out != "no keys\n" {
+		t.Errorf("empty list does not say so:\n%s", out)
 	}
 }
 
 func TestCLIListAllPages(t *testing.T) {
 	gw := startTower(t, pgtest.DSN(t)).gw
+	api := gw.api()
 	acc := gw.createAccount("many", "apps")
 	const n = 120 // above one page of the API's default size
 	for i := range n {
-		gw.mustAdmin("POST", "/keys", map[string]any{"account": acc, "name": fmt.Sprintf("k%03d", i)}, http.StatusCreated)
+		if _, err := api.CreateKey(t.Context(), admin.CreateKeyRequest{Account: acc, Name: fmt.Sprintf("k%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if first := gw.mustAdmin("GET", "/keys", nil, http.StatusOK); first["next"] == nil {
+	if first, err := api.ListKeys(t.Context(), apiclient.KeyFilter{}, apiclient.ListOptions{}); err != nil || first.Next == "" {
 		t.Fatalf("the API answered %d keys on one page: the test does not cover paging", n)
 	}
 	if items := gw.mustCLI("list", "--json").JSON(t)["items"].([]any); len(items) != n {
@@ -300,8 +307,11 @@ func TestCLIRotateAndRevoke(t *testing.T) {
 	works("tok4", tok4, 200)
 
 	// Several active tokens: --token is needed.
-	extra := gw.mustAdmin("POST", "/keys/"+keyID+"/tokens", map[string]any{"name": "second"}, http.StatusCreated)
-	extraID, tok5 := extra["id"].(string), extra["secret"].(string)
+	extra, err := gw.api().CreateToken(t.Context(), keyID, admin.CreateTokenRequest{Name: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	extraID, tok5 := extra.ID, extra.Secret
 	gw.failCLI([]string{"caddy apikey rotate:", extraID, rot["id"].(string), "--token"}, "rotate", keyID)
 	tok6 := newToken(t, gw.mustCLI("rotate", keyID, "--token", extraID))
 	works("tok5 rotated", tok5, 401)
@@ -329,7 +339,9 @@ func TestCLIRotateAndRevoke(t *testing.T) {
 		t.Errorf("revoke key: %s", r)
 	}
 	works("tok1 of the deleted key", tok1, 401)
-	gw.mustAdmin("GET", "/keys/"+keyID, nil, http.StatusNotFound)
+	if _, err := gw.api().GetKey(t.Context(), keyID); !apiclient.IsNotFound(err) {
+		t.Errorf("deleted key: %v, want 404", err)
+	}
 	gw.failCLI([]string{"caddy apikey rotate: 404 not_found"}, "rotate", keyID)
 }
 

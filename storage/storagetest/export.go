@@ -37,7 +37,7 @@ func Import(t testing.TB, ks *storage.Keystore, lines [][]byte) {
 		if err := json.Unmarshal(line, &rec); err != nil {
 			t.Fatal(err)
 		}
-		if err := ks.Import(ctx, admin, rec); err != nil {
+		if _, err := ks.Import(ctx, admin, rec); err != nil {
 			t.Fatalf("importing %s: %v", line, err)
 		}
 	}
@@ -100,7 +100,15 @@ func CheckMoved(t testing.TB, dst *storage.Keystore, m Moved, lines [][]byte) {
 func testExportImport(t *testing.T, ks *storage.Keystore) {
 	m := Populate(t, ks)
 	lines := Export(t, ks)
-	Import(t, ks, lines) // onto itself: changes nothing
+	for _, line := range lines { // onto itself: changes nothing
+		var rec storage.ExportRecord
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if outcome, err := ks.Import(ctx, admin, rec); err != nil || outcome != storage.ImportUnchanged {
+			t.Fatalf("importing %s onto its store: %v, %v; want unchanged", line, outcome, err)
+		}
+	}
 	CheckMoved(t, ks, m, lines)
 	var rec storage.ExportRecord
 	if err := json.Unmarshal(lines[0], &rec); err != nil || rec.Version != storage.ExportVersion {
@@ -118,10 +126,10 @@ func testImportReplacesToken(t *testing.T, ks *storage.Keystore) {
 	wide, _ := newKey(t, ks, acc.ID, []string{"*"})
 	newHash := token.Sum(Tokens.Generate())
 	tok := narrow.Tokens[0]
-	err := ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordToken, Token: &storage.ExportToken{
+	outcome, err := ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordToken, Token: &storage.ExportToken{
 		ID: tok.ID, Key: wide.ID, Name: tok.Name, Hint: "sk-new…", CreatedAt: tok.CreatedAt, Hash: newHash[:]}})
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || outcome != storage.ImportUpdated {
+		t.Fatalf("importing over a token: %v, %v; want updated", outcome, err)
 	}
 	_, err = lookup(ks, oldSecret)
 	mustBe(t, "the replaced token's old value", err, storage.ErrNotFound)
@@ -140,19 +148,20 @@ func testImportRejectsBadRecords(t *testing.T, ks *storage.Keystore) {
 		{Type: storage.RecordKey, Key: &storage.ExportKey{ID: "key_x"}},
 		{Type: storage.RecordToken, Token: &storage.ExportToken{ID: "tok_x", Key: "key_x", Hash: []byte("short")}},
 	} {
-		mustBe(t, "bad record", ks.Import(ctx, admin, rec), storage.ErrInvalid)
+		_, err := ks.Import(ctx, admin, rec)
+		mustBe(t, "bad record", err, storage.ErrInvalid)
 	}
 	h := token.Sum("x")
-	err := ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordToken, Token: &storage.ExportToken{ID: "tok_x", Key: "key_missing", Hash: h[:]}})
+	_, err := ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordToken, Token: &storage.ExportToken{ID: "tok_x", Key: "key_missing", Hash: h[:]}})
 	mustBe(t, "token of a missing key", err, storage.ErrNotFound)
-	err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordKey, Key: &storage.ExportKey{ID: "key_x", Account: "acc_missing"}})
+	_, err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordKey, Key: &storage.ExportKey{ID: "key_x", Account: "acc_missing"}})
 	mustBe(t, "key of a missing account", err, storage.ErrNotFound)
 	acc := newAccount(t, ks, "taken")
-	err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordAccount, Account: &storage.ExportAccount{ID: "acc_other", Name: acc.Name}})
+	_, err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordAccount, Account: &storage.ExportAccount{ID: "acc_other", Name: acc.Name}})
 	mustBe(t, "an account whose name is taken", err, storage.ErrConflict)
 	_, secret := newKey(t, ks, acc.ID, nil)
 	k, _ := newKey(t, ks, acc.ID, nil)
 	taken := token.Sum(secret)
-	err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordToken, Token: &storage.ExportToken{ID: "tok_other", Key: k.ID, Hash: taken[:]}})
+	_, err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordToken, Token: &storage.ExportToken{ID: "tok_other", Key: k.ID, Hash: taken[:]}})
 	mustBe(t, "a token whose hash is taken", err, storage.ErrConflict)
 }
