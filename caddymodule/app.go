@@ -303,6 +303,8 @@ func listen(ctx context.Context, listening *sync.WaitGroup, pg *storage.Postgres
 		onConnect()
 		once.Do(func() { close(connected) })
 	}
+	// Until the listener is connected, other nodes' notices are missed.
+	cache.NoticesLost()
 	listening.Go(func() { pg.Listen(ctx, hooks) })
 	// Serve once change notices flow, so nothing cached can miss one; a
 	// listener that cannot connect yet catches up when it does (it
@@ -330,11 +332,13 @@ func listenHooks(cache *storage.Cache, logger *zap.Logger) storage.ListenHooks {
 		Connected: func() {
 			metrics.listenerConnected.Set(1)
 			// Notices sent while away are lost: forget everything cached.
-			cache.InvalidateAll()
+			cache.NoticesResumed()
 			logger.Info("listening for key changes")
 		},
 		Disconnected: func(err error) {
 			metrics.listenerConnected.Set(0)
+			// Until it is back, ask the store before serving a token.
+			cache.NoticesLost()
 			logger.Warn("change listener disconnected; reconnecting", zap.Error(err))
 		},
 	}
