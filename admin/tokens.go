@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -118,9 +119,6 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	if req.ExpiresAt != nil {
 		if bytes.Equal(bytes.TrimSpace(req.ExpiresAt), []byte("null")) {
-			if t.RotatedAt != nil {
-				return errInvalid("expires_at", "a token being rotated out keeps its expiry")
-			}
 			patch.ClearExpiry = true
 		} else {
 			var v string
@@ -134,13 +132,15 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 			if exp == nil {
 				return errInvalid("expires_at", "expires_at must be an RFC 3339 time or null")
 			}
-			if t.RotatedAt != nil && t.ExpiresAt != nil && exp.After(*t.ExpiresAt) {
-				return errInvalid("expires_at", "a token being rotated out cannot be extended past %s", t.ExpiresAt.Format(time.RFC3339))
-			}
 			patch.ExpiresAt = exp
 		}
 	}
+	// The store refuses, in its transaction, to un-retire a token being
+	// rotated out: checked here, a concurrent rotation could slip between.
 	updated, err := h.store.UpdateToken(r.Context(), p.Actor, k.ID, t.ID, patch)
+	if errors.Is(err, storage.ErrRetiring) {
+		return errConflict("the token is being rotated out: its expiry can be brought forward, not removed or moved later")
+	}
 	if err != nil {
 		return err
 	}
@@ -167,12 +167,6 @@ func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principa
 			return errInvalid("grace", "grace must be a non-negative duration such as 24h")
 		}
 	}
-	if old.ExpiresAt != nil && grace > 0 && now.Add(grace).After(*old.ExpiresAt) {
-		return errInvalid("grace", "grace %s outlives the token, which expires at %s", grace, old.ExpiresAt.Format(time.RFC3339))
-	}
-	if old.RotatedAt != nil {
-		return &apiError{status: http.StatusConflict, code: "conflict", message: "the token was already rotated"}
-	}
 	expiresAt, err := parseExpiry("expires_at", req.ExpiresAt, now)
 	if err != nil {
 		return err
@@ -187,11 +181,34 @@ func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principa
 		Token: storage.Token{Hint: storage.Hint(secret), ExpiresAt: expiresAt},
 		Hash:  storage.HashToken(secret),
 	}
-	if _, err := h.store.RotateToken(r.Context(), p.Actor, k.ID, old.ID, next, grace); err != nil {
+	// The store checks that the token is not retiring already and clamps
+	// the grace to its expiry, in the rotation's transaction.
+	retired, err := h.store.RotateToken(r.Context(), p.Actor, k.ID, old.ID, next, grace)
+	if errors.Is(err, storage.ErrRetiring) {
+		return errConflict("the token was already rotated")
+	}
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(&next.Token, now), Secret: secret})
+	answer := RotatedToken{TokenWithSecret: TokenWithSecret{Token: tokenJSON(&next.Token, now), Secret: secret}, OldTokenExpiresAt: time.Now().UTC()}
+	if retired != nil && retired.ExpiresAt != nil {
+		answer.OldTokenExpiresAt = *retired.ExpiresAt
+	}
+	writeJSON(w, http.StatusCreated, answer)
 	return nil
+}
+
+// RotatedToken is what a rotation answers: the new token with its value,
+// and when the old one stops working: at the end of the grace, or at its
+// own expiry when that comes first (the grace is clamped to it); at the
+// rotation when there is no grace.
+type RotatedToken struct {
+	TokenWithSecret
+	OldTokenExpiresAt time.Time `json:"old_token_expires_at"`
+}
+
+func errConflict(message string) *apiError {
+	return &apiError{status: http.StatusConflict, code: "conflict", message: message}
 }
 
 func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, p Principal) error {

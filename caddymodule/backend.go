@@ -135,6 +135,9 @@ func (s *sharedStore) Destruct() error {
 type cacheSet struct {
 	mu     sync.RWMutex
 	caches map[*storage.Cache]struct{}
+	// lost is set while the store's change notices may be lost; a cache
+	// joining then starts out asking the store, as the others do.
+	lost bool
 }
 
 func (s *cacheSet) add(c *storage.Cache) {
@@ -144,6 +147,9 @@ func (s *cacheSet) add(c *storage.Cache) {
 		s.caches = make(map[*storage.Cache]struct{})
 	}
 	s.caches[c] = struct{}{}
+	if s.lost {
+		c.NoticesLost()
+	}
 }
 
 func (s *cacheSet) remove(c *storage.Cache) {
@@ -167,6 +173,26 @@ func (s *cacheSet) InvalidateAll() {
 	defer s.mu.RUnlock()
 	for c := range s.caches {
 		c.InvalidateAll()
+	}
+}
+
+// NoticesLost tells every cache that notices may be lost.
+func (s *cacheSet) NoticesLost() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = true
+	for c := range s.caches {
+		c.NoticesLost()
+	}
+}
+
+// NoticesResumed tells every cache that notices arrive again.
+func (s *cacheSet) NoticesResumed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = false
+	for c := range s.caches {
+		c.NoticesResumed()
 	}
 }
 

@@ -22,6 +22,9 @@ type CacheConfig struct {
 	TTL time.Duration
 	// NegativeTTL is how long an unknown well-formed token is remembered.
 	NegativeTTL time.Duration
+	// UnheardTTL bounds how long a known token is served without asking
+	// the store while change notices may be lost (see NoticesLost).
+	UnheardTTL time.Duration
 	// LookupTimeout bounds one store lookup.
 	LookupTimeout time.Duration
 	// Decorate, when set, is called on every credential read from the
@@ -36,6 +39,7 @@ const (
 	DefaultMaxEntries    = 100_000
 	DefaultTTL           = 5 * time.Minute
 	DefaultNegativeTTL   = 30 * time.Second
+	DefaultUnheardTTL    = 500 * time.Millisecond
 	DefaultLookupTimeout = 2 * time.Second
 )
 
@@ -65,6 +69,9 @@ type Cache struct {
 	clock   atomic.Uint64
 	flushed atomic.Uint64 // clock of the last InvalidateAll
 	stripes [stripeCount]atomic.Uint64
+	// unheard is the coarse time since which change notices may be lost,
+	// 0 while they are heard; see NoticesLost.
+	unheard atomic.Int64
 
 	// now is a coarse wall clock (Unix nanoseconds) for entry expiry,
 	// cheaper on the hit path than time.Now.
@@ -97,6 +104,9 @@ type cacheEntry struct {
 	expires  int64       // Unix nanoseconds
 	loadedAt uint64
 	stripes  [3]uint16
+	// checked is the coarse time when the store last vouched for the
+	// entry, or last could not be asked about it.
+	checked atomic.Int64
 
 	// lastUsed (Unix nanoseconds, coarse) and dirty feed the batched
 	// last_used_at writes; see uses.
@@ -118,6 +128,9 @@ func NewCache(store Store, cfg CacheConfig) (*Cache, error) {
 	}
 	if cfg.NegativeTTL <= 0 {
 		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.UnheardTTL <= 0 {
+		cfg.UnheardTTL = DefaultUnheardTTL
 	}
 	if cfg.LookupTimeout <= 0 {
 		cfg.LookupTimeout = DefaultLookupTimeout
@@ -154,12 +167,17 @@ func (c *Cache) Verify(ctx context.Context, token string) (*Credential, error) {
 	key := maphash.String(c.keySeeds[0], token)
 	check := maphash.String(c.keySeeds[1], token)
 	if e, ok := c.entries.Get(key); ok && e.check == check && c.now.Load() < e.expires && c.fresh(e) {
-		c.stats.Hits.Add(1)
 		if e.cred == nil {
+			c.stats.Hits.Add(1)
 			return nil, ErrNotFound
 		}
-		c.used(e)
-		return e.cred, nil
+		if c.heard(e) {
+			c.stats.Hits.Add(1)
+			c.used(e)
+			return e.cred, nil
+		}
+		c.stats.Misses.Add(1)
+		return c.recheck(ctx, e, key, check, token)
 	}
 	c.stats.Misses.Add(1)
 	return c.load(ctx, key, check, HashToken(token))
@@ -204,6 +222,7 @@ const maxReads = 6
 // in while it was asked.
 func (c *Cache) read(ctx context.Context, key, check uint64, hash Hash) (*cacheEntry, error) {
 	e := &cacheEntry{check: check, loadedAt: c.clock.Load()}
+	e.checked.Store(c.now.Load())
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.LookupTimeout)
 	defer cancel()
 	c.stats.StoreQueries.Add(1)

@@ -247,7 +247,7 @@ func (s *File) Import(_ context.Context, actor string, rec ExportRecord) error {
 			if id := hashes.Get(t.Hash); id != nil && string(id) != t.ID {
 				return Invalidation{}, fmt.Errorf("token %s: its hash belongs to token %s: %w", t.ID, id, ErrConflict)
 			}
-			if _, err := deleteTokenTx(tx, t.KeyID, t.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := unindexTokenTx(tx, t.ID); err != nil {
 				return Invalidation{}, err
 			}
 			if t.RotatedTo != "" && tx.Bucket(bucketTokens).Get([]byte(t.RotatedTo)) == nil {
@@ -268,4 +268,23 @@ func (s *File) Import(_ context.Context, actor string, rec ExportRecord) error {
 				fileAudit(tx, actor, "token.import", t.ID, account, map[string]any{"key": t.KeyID, "hint": t.Hint})
 		}
 	})
+}
+
+// unindexTokenTx removes the index entries of the stored token id, if
+// there is one: its hash and its key's listing. A record replacing it,
+// maybe under another key and with another hash, then leaves nothing of
+// the old token: its old value must not verify as the new record.
+func unindexTokenTx(tx *bolt.Tx, id string) error {
+	var old TokenRecord
+	err := getJSON(tx.Bucket(bucketTokens), []byte(id), &old)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketTokenHashes).Delete(old.Hash); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketKeyTokens).Delete(indexKey(old.KeyID, id))
 }

@@ -644,6 +644,9 @@ func (s *File) UpdateToken(_ context.Context, actor, keyID, tokenID string, p To
 		if err != nil {
 			return Invalidation{}, err
 		}
+		if err := p.checkRetiring(&t.Token); err != nil {
+			return Invalidation{}, err
+		}
 		details := map[string]any{"key": keyID}
 		p.apply(&t.Name, &t.Description, &t.Tags)
 		p.audit(details)
@@ -687,7 +690,7 @@ func (s *File) RotateToken(_ context.Context, actor, keyID, tokenID string, next
 			return Invalidation{}, err
 		}
 		if t.RotatedAt != nil {
-			return Invalidation{}, fmt.Errorf("token %s was already rotated: %w", tokenID, ErrConflict)
+			return Invalidation{}, fmt.Errorf("token %s was already rotated: %w", tokenID, ErrRetiring)
 		}
 		next.KeyID, next.Name, next.Description, next.Tags = keyID, t.Name, t.Description, t.Tags
 		if err := insertTokenTx(tx, next); err != nil {
@@ -699,11 +702,8 @@ func (s *File) RotateToken(_ context.Context, actor, keyID, tokenID string, next
 			}
 		} else {
 			at := now()
-			end := at.Add(grace)
-			if t.ExpiresAt == nil || end.Before(*t.ExpiresAt) {
-				t.ExpiresAt = &end
-			}
-			t.RotatedTo, t.RotatedAt = next.ID, &at
+			end := retireAt(at, t.ExpiresAt, grace)
+			t.ExpiresAt, t.RotatedTo, t.RotatedAt = &end, next.ID, &at
 			if err := putJSON(tx.Bucket(bucketTokens), []byte(tokenID), t); err != nil {
 				return Invalidation{}, err
 			}

@@ -112,12 +112,30 @@ func scanToken(row pgx.Row, t *Token) error {
 	return nil
 }
 
+// lockToken reads token tokenID of key keyID and locks its row for the
+// rest of tx, so the rules checked on it hold when tx writes.
+func lockToken(ctx context.Context, tx pgx.Tx, keyID, tokenID string) (*Token, error) {
+	var t Token
+	err := scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1 AND key_id = $2 FOR UPDATE`, tokenID, keyID), &t)
+	if err != nil {
+		return nil, wrapErr("loading token "+tokenID, err)
+	}
+	return &t, nil
+}
+
 // UpdateToken implements Store.
 func (s *Postgres) UpdateToken(ctx context.Context, actor, keyID, tokenID string, p TokenPatch) (*Token, error) {
 	var t Token
 	err := s.change(ctx, "updating token "+tokenID, func(tx pgx.Tx) (Invalidation, error) {
 		account, err := keyAccount(ctx, tx, keyID)
 		if err != nil {
+			return Invalidation{}, err
+		}
+		cur, err := lockToken(ctx, tx, keyID, tokenID)
+		if err != nil {
+			return Invalidation{}, err
+		}
+		if err := p.checkRetiring(cur); err != nil {
 			return Invalidation{}, err
 		}
 		var tags map[string]string
@@ -160,12 +178,13 @@ func (s *Postgres) RotateToken(ctx context.Context, actor, keyID, tokenID string
 		if err != nil {
 			return Invalidation{}, err
 		}
-		err = scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1 AND key_id = $2`, tokenID, keyID), &old)
+		cur, err := lockToken(ctx, tx, keyID, tokenID)
 		if err != nil {
-			return Invalidation{}, wrapErr("loading token", err)
+			return Invalidation{}, err
 		}
+		old = *cur
 		if old.RotatedAt != nil {
-			return Invalidation{}, fmt.Errorf("token %s was already rotated: %w", tokenID, ErrConflict)
+			return Invalidation{}, fmt.Errorf("token %s was already rotated: %w", tokenID, ErrRetiring)
 		}
 		next.KeyID, next.Name, next.Description, next.Tags = keyID, old.Name, old.Description, old.Tags
 		if err := insertToken(ctx, tx, next); err != nil {
@@ -174,9 +193,9 @@ func (s *Postgres) RotateToken(ctx context.Context, actor, keyID, tokenID string
 		if deleted {
 			_, err = tx.Exec(ctx, `DELETE FROM tokens WHERE id = $1`, tokenID)
 		} else {
-			err = scanToken(tx.QueryRow(ctx, `UPDATE tokens SET rotated_to = $2, rotated_at = now(),
-					expires_at = least(expires_at, now() + $3::interval)
-				WHERE id = $1 RETURNING `+tokenColumns, tokenID, next.ID, grace), &old)
+			at := now()
+			err = scanToken(tx.QueryRow(ctx, `UPDATE tokens SET rotated_to = $2, rotated_at = $3, expires_at = $4
+				WHERE id = $1 RETURNING `+tokenColumns, tokenID, next.ID, at, retireAt(at, old.ExpiresAt, grace)), &old)
 		}
 		if err != nil {
 			return Invalidation{}, wrapErr("retiring token", err)
