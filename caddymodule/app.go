@@ -194,6 +194,8 @@ func (a *App) api() *admin.Handler {
 type invalidator interface {
 	Invalidate(storage.Invalidation)
 	InvalidateAll()
+	NoticesLost()
+	NoticesResumed()
 }
 
 // listen starts the change listener of a store shared by several nodes
@@ -207,6 +209,8 @@ func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, 
 		onConnect()
 		once.Do(func() { close(connected) })
 	}
+	// Until the listener is connected, other nodes' notices are missed.
+	cache.NoticesLost()
 	listening.Go(func() { l.Listen(ctx, hooks) })
 	// Serve once change notices flow, so nothing cached can miss one; a
 	// listener that cannot connect yet catches up when it does (it
@@ -232,11 +236,13 @@ func listenHooks(cache invalidator, logger *zap.Logger) storage.ListenHooks {
 		Connected: func() {
 			metrics.listenerConnected.Set(1)
 			// Notices sent while away are lost: forget everything cached.
-			cache.InvalidateAll()
+			cache.NoticesResumed()
 			logger.Info("listening for key changes")
 		},
 		Disconnected: func(err error) {
 			metrics.listenerConnected.Set(0)
+			// Until it is back, ask the store before serving a token.
+			cache.NoticesLost()
 			logger.Warn("change listener disconnected; reconnecting", zap.Error(err))
 		},
 	}

@@ -38,8 +38,10 @@ const (
 )
 
 // AuthHandler checks the API key of each request and the scope its route
-// requires, answers 401/403/503 with a JSON body, or passes the request on
-// without its credential and with the caller's identity in placeholders.
+// requires, answers 400/401/403/503 with a JSON body, or passes the request
+// on without its credential and with the caller's identity in placeholders.
+// Methods and paths are matched, and passed on, in one canonical form;
+// paths an upstream could read differently are refused (requestpath.go).
 //
 // The scope table maps method and path patterns to a scope, "public" or
 // "authenticated"; the most specific pattern wins whatever the order, and
@@ -61,6 +63,12 @@ type AuthHandler struct {
 	Default string `json:"default,omitempty"`
 	// Require lists scopes every request needs, instead of a table.
 	Require []string `json:"require,omitempty"`
+	// AllowEncodedSlash lets request paths hold %2F, for APIs whose
+	// resource names contain slashes; the table then reads a%2Fb as one
+	// segment, as Go's ServeMux and Express do. Without it such requests
+	// get 400. Backslashes, ";", encoded control bytes and double encoding
+	// get 400 either way.
+	AllowEncodedSlash bool `json:"allow_encoded_slash,omitempty"`
 
 	app      *App
 	tokens   token.Format
@@ -94,6 +102,10 @@ type access struct {
 // answers are the handler's refusals that do not depend on the route.
 type answers struct {
 	unauthorized, invalidToken, expired, disabled, invalidRequest, forbidden, unavailable *denial
+	// badPath holds the 400 for each pathFault; badMethod is the 400 for
+	// a method that is not a token.
+	badPath   [numPathFaults]*denial
+	badMethod *denial
 }
 
 // CaddyModule returns the Caddy module information.
@@ -144,6 +156,10 @@ func (h *AuthHandler) compile() error {
 		invalidRequest: newDenial(resultInvalidRequest, http.StatusUnauthorized, "invalid_request", "the request carries two different credentials", challenge(h.Realm, "error", "invalid_request"), nil),
 		forbidden:      newDenial(resultForbidden, http.StatusForbidden, "forbidden", "no API route matches this request", "", nil),
 		unavailable:    newDenial(resultUnavailable, http.StatusServiceUnavailable, "unavailable", "the key store is unavailable; retry later", "", nil),
+	}
+	h.answers.badMethod = newDenial(resultInvalidRequest, http.StatusBadRequest, "invalid_request", "the request method is not an HTTP method token", "", nil)
+	for f := pathOK + 1; f < numPathFaults; f++ {
+		h.answers.badPath[f] = newDenial(resultInvalidRequest, http.StatusBadRequest, "invalid_request", pathFaultMessages[f], "", nil)
 	}
 
 	if len(h.Require) > 0 {
@@ -230,13 +246,17 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 
 // authorize decides on the request and strips its credential. It returns
 // the caller's credential, nil for a public route, or the refusal.
+//
+// The method and path are made canonical first, on every route (which
+// route matches is itself read from the path), and the request goes on
+// with them: see requestpath.go.
 func (h *AuthHandler) authorize(r *http.Request) (*verified, *denial) {
-	acc := h.fallback
-	if len(h.Routes) > 0 {
-		if matched, ok := h.table.Match(r.Method, canonicalPath(r)); ok {
-			acc = matched
-		}
+	path, escaped, bad := h.canonicalRequest(r)
+	if bad != nil {
+		stripCredentials(r.Header, h.sources) // handle_errors routes may still proxy it
+		return nil, bad
 	}
+	acc := h.route(r.Method, path, escaped)
 	token, found := extractCredential(r.Header, h.sources, h.tokens)
 	stripCredentials(r.Header, h.sources)
 	if acc.public {
@@ -278,21 +298,23 @@ func (h *AuthHandler) authorize(r *http.Request) (*verified, *denial) {
 	return cred, nil
 }
 
-// canonicalPath returns the request's path with "." and ".." segments
-// resolved and repeated slashes merged, and makes it the path the request
-// goes on with: what was authorized is what goes upstream. Otherwise
-// /v1/apps/../secrets/x would be matched as an apps route and reach the
-// secrets upstream. Paths already canonical cost no allocation.
-func canonicalPath(r *http.Request) string {
-	p := r.URL.Path
-	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
-		return p
+// route returns what the request requires: its rule in the table, else the
+// fallback. path is escaped or decoded, as canonicalPath returned it.
+func (h *AuthHandler) route(method, path string, escaped bool) *access {
+	if len(h.Routes) == 0 {
+		return h.fallback
 	}
-	clean := caddyhttp.CleanPath(p, true)
-	if clean != p {
-		r.URL.Path, r.URL.RawPath = clean, ""
+	var acc *access
+	var ok bool
+	if escaped {
+		acc, ok = h.table.MatchEscaped(method, path)
+	} else {
+		acc, ok = h.table.Match(method, path)
 	}
-	return clean
+	if !ok {
+		return h.fallback
+	}
+	return acc
 }
 
 // setPlaceholders exposes the caller's identity to later handlers and
@@ -317,6 +339,7 @@ func setPlaceholders(r *http.Request, cred *verified) {
 //		scope <methods> <path> <scope|public|authenticated>
 //		default <deny|authenticated|public|scope>
 //		require <scope>...
+//		allow_encoded_slash
 //	}
 func parseAuthDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	a := new(AuthHandler)
@@ -384,6 +407,11 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+		case "allow_encoded_slash":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AllowEncodedSlash = true
 		case "require":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

@@ -123,6 +123,9 @@ func (s *sharedStore) Destruct() error {
 type cacheSet struct {
 	mu     sync.RWMutex
 	caches map[*cache.Cache[*verified]]struct{}
+	// lost is set while the store's change notices may be lost; a cache
+	// joining then starts out asking the store, as the others do.
+	lost bool
 }
 
 func (s *cacheSet) add(c *cache.Cache[*verified]) {
@@ -132,6 +135,9 @@ func (s *cacheSet) add(c *cache.Cache[*verified]) {
 		s.caches = make(map[*cache.Cache[*verified]]struct{})
 	}
 	s.caches[c] = struct{}{}
+	if s.lost {
+		c.NoticesLost()
+	}
 }
 
 func (s *cacheSet) remove(c *cache.Cache[*verified]) {
@@ -155,6 +161,26 @@ func (s *cacheSet) InvalidateAll() {
 	defer s.mu.RUnlock()
 	for c := range s.caches {
 		c.InvalidateAll()
+	}
+}
+
+// NoticesLost tells every cache that notices may be lost.
+func (s *cacheSet) NoticesLost() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = true
+	for c := range s.caches {
+		c.NoticesLost()
+	}
+}
+
+// NoticesResumed tells every cache that notices arrive again.
+func (s *cacheSet) NoticesResumed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = false
+	for c := range s.caches {
+		c.NoticesResumed()
 	}
 }
 

@@ -231,6 +231,7 @@ func fuzzCheckAnswers(t *testing.T, h *AuthHandler) {
 	t.Helper()
 	ds := []*denial{h.answers.unauthorized, h.answers.invalidToken, h.answers.expired, h.answers.disabled,
 		h.answers.invalidRequest, h.answers.forbidden, h.answers.unavailable}
+	ds = append(ds, h.answers.badPath[pathOK+1:]...)
 	accs := []*access{h.fallback}
 	for _, path := range []string{"/", "/v1/apps/x", "/a/b/c"} {
 		if acc, ok := h.table.Match("GET", path); ok {
@@ -265,6 +266,8 @@ func FuzzAuthCaddyfile(f *testing.F) {
 		"apikey_auth {\n}",
 		"apikey_auth {\n\theader X-API-Key\n\theader Authorization\n\trealm \"Example API\"\n\tscope GET /v1/apps apps:read\n\tscope GET /v1/apps/{app} apps:read\n\tscope POST /v1/apps/{app}/runs apps:run\n\tscope DELETE /v1/apps/{app} apps:delete\n\tscope * /v1/secrets/* secrets\n\tscope GET /healthz public\n\tscope GET /v1/me authenticated\n\tdefault deny\n}",
 		"apikey_auth {\n\trequire apps:run runs\n}",
+		"apikey_auth {\n\tallow_encoded_slash\n\tscope DELETE /v1/apps/{app} apps:delete\n}",
+		"apikey_auth {\n\tallow_encoded_slash x\n}",
 		"apikey_auth {\n\trequire\n}",
 		"apikey_auth {\n\trequire\n\trequire apps\n}",
 		"apikey_auth {\n\tscope GET /a x\n\tdefault apps:read\n}",

@@ -252,7 +252,7 @@ func (d shutdownDB) query(sql string, args []any, dest ...any) {
 // test's database.
 func (d shutdownDB) keygateConns() int {
 	var n int
-	d.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'keygate' AND datname = current_database()", nil, &n)
+	d.query("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'keygate%' AND datname = current_database()", nil, &n)
 	return n
 }
 
@@ -270,11 +270,11 @@ func (d shutdownDB) waitNoKeygateConns(timeout time.Duration) int {
 	}
 }
 
-// listeners counts Keygate's connections whose last statement was LISTEN.
+// listeners counts Keygate's change listener connections.
 func (d shutdownDB) listeners() int {
 	var n int
 	d.query(`SELECT count(*) FROM pg_stat_activity
-		WHERE application_name = 'keygate' AND datname = current_database() AND query ILIKE 'LISTEN%'`, nil, &n)
+		WHERE application_name = $1 AND datname = current_database()`, []any{postgres.ListenerApplicationName}, &n)
 	return n
 }
 
@@ -282,7 +282,7 @@ func (d shutdownDB) listeners() int {
 func (d shutdownDB) describeConns() string {
 	var s string
 	d.query(`SELECT coalesce(string_agg(format('pid %s state %s query %s', pid, state, left(query, 60)), E'\n'), '')
-		FROM pg_stat_activity WHERE application_name = 'keygate' AND datname = current_database()`, nil, &s)
+		FROM pg_stat_activity WHERE application_name LIKE 'keygate%' AND datname = current_database()`, nil, &s)
 	return s
 }
 

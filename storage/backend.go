@@ -108,7 +108,8 @@ type ListenHooks struct {
 	// notices sent while the listener was away are lost, so everything
 	// cached before must be forgotten.
 	Connected func()
-	// Disconnected is called when the listening connection fails.
+	// Disconnected is called when the listening connection fails, or
+	// stops answering, and after every failed attempt to reconnect.
 	Disconnected func(error)
 }
 

@@ -350,7 +350,7 @@ func (d reloadDB) query(sql string, dest ...any) {
 	pgtest.QueryRow(d.t, d.dsn, sql, nil, dest...)
 }
 
-const keygateConns = "FROM pg_stat_activity WHERE application_name = 'keygate' AND datname = current_database()"
+const keygateConns = "FROM pg_stat_activity WHERE application_name LIKE 'keygate%' AND datname = current_database()"
 
 // conns counts Keygate's connections.
 func (d reloadDB) conns() int {
@@ -374,10 +374,10 @@ func (d reloadDB) settledConns() int {
 	return n
 }
 
-// listeners counts Keygate's connections whose last statement was LISTEN.
+// listeners counts Keygate's change listener connections.
 func (d reloadDB) listeners() int {
 	var n int
-	d.query("SELECT count(*) "+keygateConns+" AND query ILIKE 'LISTEN%'", &n)
+	d.query("SELECT count(*) "+keygateConns+" AND application_name = 'keygate-listener'", &n)
 	return n
 }
 

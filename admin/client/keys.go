@@ -82,8 +82,8 @@ func (c *Client) UpdateToken(ctx context.Context, keyID, tokenID string, req adm
 
 // RotateToken replaces a token with a new one (POST
 // /keys/{id}/tokens/{tid}/rotate); the answer carries the new value, once.
-func (c *Client) RotateToken(ctx context.Context, keyID, tokenID string, req admin.RotateRequest) (*admin.TokenWithSecret, error) {
-	var t admin.TokenWithSecret
+func (c *Client) RotateToken(ctx context.Context, keyID, tokenID string, req admin.RotateRequest) (*admin.RotatedToken, error) {
+	var t admin.RotatedToken
 	return &t, c.call(ctx, http.MethodPost, "/keys/"+escape(keyID)+"/tokens/"+escape(tokenID)+"/rotate", nil, req, &t)
 }
 

@@ -139,10 +139,15 @@ func cmdRotate(e *env, args []string) error {
 	if t.Secret == "" {
 		return errors.New("the answer carries no token value")
 	}
-	if grace > 0 {
+	switch {
+	case grace > 0 && !t.OldTokenExpiresAt.IsZero() && t.OldTokenExpiresAt.Before(now.Add(grace).Add(-time.Second)):
+		// The server clamped a grace that outlives the token to its expiry.
+		fmt.Fprintf(e.out, "Rotated token %s of key %s: it keeps working until its own expiry, %s (the %s grace outlives it).\n\n",
+			tokenID, keyID, formatTime(t.OldTokenExpiresAt), strings.TrimSpace(graceFlag))
+	case grace > 0:
 		fmt.Fprintf(e.out, "Rotated token %s of key %s: it keeps working for %s, until %s.\n\n",
 			tokenID, keyID, strings.TrimSpace(graceFlag), formatTime(now.Add(grace)))
-	} else {
+	default:
 		fmt.Fprintf(e.out, "Rotated token %s of key %s: it no longer works.\n\n", tokenID, keyID)
 	}
 	if err := renderTokens(e.out, []admin.Token{t.Token}); err != nil {

@@ -1,6 +1,7 @@
 package routetable
 
 import (
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -195,7 +196,21 @@ func FuzzRouteTable(f *testing.F) {
 					t.Fatalf("Match(%q, %q) = %d, %v (reversed %d, %v); reference %d, %v\nrules:\n%s",
 						m, p, got, gok, rgot, rgok, want, wok, strings.Join(desc, "\n"))
 				}
+				// The same path with every segment escaped matches alike
+				// when read escaped.
+				if egot, eok := tb.MatchEscaped(m, escapeSegments(p)); egot != want || eok != wok {
+					t.Fatalf("MatchEscaped(%q, %q) = %d, %v; Match on %q gives %d, %v", m, escapeSegments(p), egot, eok, p, want, wok)
+				}
 			}
 		}
 	})
+}
+
+// escapeSegments percent-encodes each "/"-separated segment of p.
+func escapeSegments(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
 }

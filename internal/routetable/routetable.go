@@ -15,6 +15,7 @@ package routetable
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -170,7 +171,24 @@ func (t *Table[V]) Match(method, path string) (v V, ok bool) {
 	if t.root == nil || len(path) == 0 || path[0] != '/' {
 		return v, false
 	}
-	if e := t.root.match(method, path, 1); e != nil {
+	if e := t.root.match(method, path, 1, false); e != nil {
+		return e.v, true
+	}
+	return v, false
+}
+
+// MatchEscaped is Match on an escaped path (as in net/url.URL.EscapedPath):
+// the path is split into segments first and each segment decoded after, so
+// an encoded slash stays inside its segment, as Go's http.ServeMux and
+// Express read it. A segment such as "a%2Fb" matches a {param}, and a
+// literal only if the literal equals the decoded segment ("a/b", which no
+// literal is); "%61pps" matches the literal "apps". Segments holding no
+// "%" cost no allocation.
+func (t *Table[V]) MatchEscaped(method, path string) (v V, ok bool) {
+	if t.root == nil || len(path) == 0 || path[0] != '/' {
+		return v, false
+	}
+	if e := t.root.match(method, path, 1, true); e != nil {
 		return e.v, true
 	}
 	return v, false
@@ -181,7 +199,10 @@ func (t *Table[V]) Match(method, path string) (v V, ok bool) {
 // literal, then param, then wildcard and returning the first hit yields the
 // most specific pattern; backtracking happens when a more specific subtree
 // has no rule for the method.
-func (n *node[V]) match(method, path string, i int) *entry[V] {
+//
+// With escaped set, path is escaped and a segment is decoded before it is
+// compared with literals; one that does not decode matches no literal.
+func (n *node[V]) match(method, path string, i int, escaped bool) *entry[V] {
 	if i > len(path) {
 		return n.end.lookup(method)
 	}
@@ -189,13 +210,19 @@ func (n *node[V]) match(method, path string, i int) *entry[V] {
 	if j := strings.IndexByte(seg, '/'); j >= 0 {
 		seg, next = seg[:j], i+j+1
 	}
-	if c := n.lit[seg]; c != nil {
-		if e := c.match(method, path, next); e != nil {
+	lit, litOK := seg, true
+	if escaped && strings.IndexByte(seg, '%') >= 0 && len(n.lit) > 0 {
+		var err error
+		lit, err = url.PathUnescape(seg)
+		litOK = err == nil
+	}
+	if c := n.lit[lit]; litOK && c != nil {
+		if e := c.match(method, path, next, escaped); e != nil {
 			return e
 		}
 	}
 	if n.param != nil && seg != "" {
-		if e := n.param.match(method, path, next); e != nil {
+		if e := n.param.match(method, path, next, escaped); e != nil {
 			return e
 		}
 	}

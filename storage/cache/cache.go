@@ -42,6 +42,9 @@ type Config struct {
 	TTL time.Duration
 	// NegativeTTL is how long an unknown well-formed token is remembered.
 	NegativeTTL time.Duration
+	// UnheardTTL bounds how long a known token is served without asking
+	// the store while change notices may be lost (see NoticesLost).
+	UnheardTTL time.Duration
 	// LookupTimeout bounds one store lookup.
 	LookupTimeout time.Duration
 	// ObserveLookup, when set, is told how long each store lookup took.
@@ -53,6 +56,7 @@ const (
 	DefaultMaxEntries    = 100_000
 	DefaultTTL           = 5 * time.Minute
 	DefaultNegativeTTL   = 30 * time.Second
+	DefaultUnheardTTL    = 500 * time.Millisecond
 	DefaultLookupTimeout = 2 * time.Second
 )
 
@@ -84,6 +88,9 @@ type Cache[V any] struct {
 	clock   atomic.Uint64
 	flushed atomic.Uint64 // clock of the last InvalidateAll
 	stripes [stripeCount]atomic.Uint64
+	// unheard is the coarse time since which change notices may be lost,
+	// 0 while they are heard; see NoticesLost.
+	unheard atomic.Int64
 
 	// now is a coarse wall clock (Unix nanoseconds) for entry expiry,
 	// cheaper on the hit path than time.Now.
@@ -116,6 +123,9 @@ type entry[V any] struct {
 	expires  int64 // Unix nanoseconds
 	loadedAt uint64
 	stripes  [3]uint16
+	// checked is the coarse time when the store last vouched for the
+	// entry, or last could not be asked about it.
+	checked atomic.Int64
 
 	// lastUsed (Unix nanoseconds, coarse) and dirty feed the batched
 	// last_used_at writes; see uses.
@@ -138,6 +148,9 @@ func New[V any](src Source, decorate func(*storage.Credential) V, cfg Config) (*
 	}
 	if cfg.NegativeTTL <= 0 {
 		cfg.NegativeTTL = DefaultNegativeTTL
+	}
+	if cfg.UnheardTTL <= 0 {
+		cfg.UnheardTTL = DefaultUnheardTTL
 	}
 	if cfg.LookupTimeout <= 0 {
 		cfg.LookupTimeout = DefaultLookupTimeout
@@ -174,13 +187,18 @@ func (c *Cache[V]) Verify(ctx context.Context, value string) (V, error) {
 	key := maphash.String(c.keySeeds[0], value)
 	check := maphash.String(c.keySeeds[1], value)
 	if e, ok := c.entries.Get(key); ok && e.check == check && c.now.Load() < e.expires && c.fresh(e) {
-		c.stats.Hits.Add(1)
 		if !e.known {
+			c.stats.Hits.Add(1)
 			var zero V
 			return zero, storage.ErrNotFound
 		}
-		c.used(e)
-		return e.val, nil
+		if c.heard(e) {
+			c.stats.Hits.Add(1)
+			c.used(e)
+			return e.val, nil
+		}
+		c.stats.Misses.Add(1)
+		return c.recheck(ctx, e, key, check, value)
 	}
 	c.stats.Misses.Add(1)
 	return c.load(ctx, key, check, token.Sum(value))
@@ -226,6 +244,7 @@ const maxReads = 6
 // in while it was asked.
 func (c *Cache[V]) read(ctx context.Context, key, check uint64, hash token.Hash) (*entry[V], error) {
 	e := &entry[V]{check: check, loadedAt: c.clock.Load()}
+	e.checked.Store(c.now.Load())
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.LookupTimeout)
 	defer cancel()
 	c.stats.StoreQueries.Add(1)

@@ -126,10 +126,14 @@ func testImportReplacesToken(t *testing.T, ks *storage.Keystore) {
 	wide, _ := newKey(t, ks, acc.ID, []string{"*"})
 	newHash := token.Sum(Tokens.Generate())
 	tok := narrow.Tokens[0]
-	outcome, err := ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordToken, Token: &storage.ExportToken{
-		ID: tok.ID, Key: wide.ID, Name: tok.Name, Hint: "sk-new…", CreatedAt: tok.CreatedAt, Hash: newHash[:]}})
+	rec := storage.ExportRecord{Type: storage.RecordToken, Token: &storage.ExportToken{
+		ID: tok.ID, Key: wide.ID, Name: tok.Name, Hint: "sk-new…", CreatedAt: tok.CreatedAt, Hash: newHash[:]}}
+	outcome, err := ks.Import(ctx, admin, rec)
 	if err != nil || outcome != storage.ImportUpdated {
 		t.Fatalf("importing over a token: %v, %v; want updated", outcome, err)
+	}
+	if outcome, err := ks.Import(ctx, admin, rec); err != nil || outcome != storage.ImportUnchanged {
+		t.Fatalf("importing it again: %v, %v; want unchanged", outcome, err)
 	}
 	_, err = lookup(ks, oldSecret)
 	mustBe(t, "the replaced token's old value", err, storage.ErrNotFound)
@@ -137,6 +141,12 @@ func testImportReplacesToken(t *testing.T, ks *storage.Keystore) {
 	check(t, err == nil && cred.KeyID == wide.ID && cred.TokenID == tok.ID, "the imported token: %+v, %v", cred, err)
 	got, err := ks.Key(ctx, admin, narrow.ID)
 	check(t, err == nil && len(got.Tokens) == 0, "the old key still lists the token: %+v, %v", got, err)
+	got, err = ks.Key(ctx, admin, wide.ID)
+	check(t, err == nil && len(got.Tokens) == 2, "the new key after the import: %+v, %v", got, err)
+	// The old value is not taken for a conflict either: a token with it
+	// can be created again.
+	_, err = ks.CreateToken(ctx, admin, narrow.ID, storage.NewToken{}, storage.NewSecret(oldSecret))
+	check(t, err == nil, "creating a token with the replaced value: %v", err)
 }
 
 func testImportRejectsBadRecords(t *testing.T, ks *storage.Keystore) {

@@ -126,9 +126,12 @@ func testRotatedTokenKeepsExpiry(t *testing.T, ks *storage.Keystore) {
 	later := r.Old.ExpiresAt.Add(time.Hour)
 	_, err = ks.UpdateToken(ctx, admin, k.ID, r.Old.ID, storage.TokenPatch{ExpiresAt: &later})
 	mustBe(t, "extending a retiring token", err, storage.ErrRetiring)
-	sooner := r.Old.ExpiresAt.Add(-time.Minute)
-	tok, err := ks.UpdateToken(ctx, admin, k.ID, r.Old.ID, storage.TokenPatch{ExpiresAt: &sooner})
-	check(t, err == nil && tok.ExpiresAt.Equal(sooner.UTC().Truncate(time.Microsecond)), "shortening a retiring token: %+v, %v", tok, err)
+	sooner := r.Old.ExpiresAt.Add(-time.Minute).UTC().Truncate(time.Microsecond)
+	name := "renamed"
+	tok, err := ks.UpdateToken(ctx, admin, k.ID, r.Old.ID, storage.TokenPatch{LabelPatch: storage.LabelPatch{Name: &name}, ExpiresAt: &sooner})
+	check(t, err == nil && tok.ExpiresAt.Equal(sooner) && tok.Name == name, "bringing a retiring token's end forward: %+v, %v", tok, err)
+	_, err = ks.UpdateToken(ctx, admin, k.ID, r.Old.ID, storage.TokenPatch{ExpiresAt: &sooner})
+	check(t, err == nil, "setting a retiring token's expiry to what it is: %v", err)
 }
 
 func testRecordUse(t *testing.T, ks *storage.Keystore) {
