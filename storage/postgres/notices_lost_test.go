@@ -77,4 +77,3 @@ func TestCacheAsksStoreWhileNoticesLost(t *testing.T) {
 		t.Fatalf("%d store queries for a cached token with notices heard, want 0", q)
 	}
 }
-
