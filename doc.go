@@ -13,4 +13,9 @@ import (
 	_ "github.com/keygate/keygate/caddymodule"
 	// Register the `caddy apikey` commands.
 	_ "github.com/keygate/keygate/caddymodule/cli"
+
+	// Register the storage modules apikeys.storage.file and
+	// apikeys.storage.postgres.
+	_ "github.com/keygate/keygate/storage/bolt"
+	_ "github.com/keygate/keygate/storage/postgres"
 )

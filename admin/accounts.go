@@ -2,45 +2,17 @@ package admin
 
 import (
 	"net/http"
-	"strings"
 
-	"github.com/keygate/keygate/internal/scope"
 	"github.com/keygate/keygate/storage"
 )
-
-func checkAccountName(name string) error {
-	if err := checkText("name", name, true, maxNameLen); err != nil {
-		return err
-	}
-	// Accounts are found by id or name: a name shaped like an id would be ambiguous.
-	if strings.HasPrefix(name, storage.AccountIDPrefix) {
-		return errInvalid("name", "name must not start with %q, which marks account ids", storage.AccountIDPrefix)
-	}
-	return nil
-}
-
-// checkGrant refuses scopes the caller does not hold itself.
-func checkGrant(p Principal, scopes []string) error {
-	if missing, ok := scope.Missing(p.Scopes, scopes); ok {
-		return errForbiddenScope(missing)
-	}
-	return nil
-}
 
 func (h *Handler) createAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
 	var req CreateAccountRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkAccountName(req.Name); err != nil {
+	if err := checkText("name", req.Name, true, maxNameLen); err != nil {
 		return err
-	}
-	switch req.Kind {
-	case "":
-		req.Kind = storage.KindUser
-	case storage.KindUser, storage.KindService:
-	default:
-		return errInvalid("kind", "kind must be %q or %q", storage.KindUser, storage.KindService)
 	}
 	if err := checkText("team", req.Team, false, maxNameLen); err != nil {
 		return err
@@ -48,14 +20,10 @@ func (h *Handler) createAccount(w http.ResponseWriter, r *http.Request, p Princi
 	if err := checkScopes("scopes", req.Scopes); err != nil {
 		return err
 	}
-	if err := checkGrant(p, req.Scopes); err != nil {
-		return err
-	}
-	a := &storage.Account{
-		Name: req.Name, Kind: req.Kind, Team: req.Team,
-		Scopes: scope.Normalize(req.Scopes), Disabled: req.Disabled,
-	}
-	if err := h.store.CreateAccount(r.Context(), p.Actor, a); err != nil {
+	a, err := h.ks.CreateAccount(r.Context(), p, storage.NewAccount{
+		Name: req.Name, Kind: req.Kind, Team: req.Team, Scopes: req.Scopes, Disabled: req.Disabled,
+	})
+	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, accountJSON(a))
@@ -67,7 +35,7 @@ func (h *Handler) listAccounts(w http.ResponseWriter, r *http.Request, p Princip
 	if err != nil {
 		return err
 	}
-	accounts, next, err := h.store.ListAccounts(r.Context(), opts)
+	accounts, next, err := h.ks.Accounts(r.Context(), p, opts)
 	if err != nil {
 		return err
 	}
@@ -80,7 +48,7 @@ func (h *Handler) listAccounts(w http.ResponseWriter, r *http.Request, p Princip
 }
 
 func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
-	a, err := h.visibleAccount(r, p, r.PathValue("id"))
+	a, err := h.ks.Account(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -97,13 +65,6 @@ type updateAccountBody struct {
 }
 
 func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
-	// Editing or re-enabling an account hands its scopes to its keys: only
-	// for callers holding them all. The refusal comes before any answer
-	// that would show the account.
-	current, err := h.writableAccount(r, p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
 	var req updateAccountBody
 	if err := decode(w, r, &req); err != nil {
 		return err
@@ -115,7 +76,7 @@ func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Princi
 		return errInvalid("kind", "kind cannot be changed")
 	}
 	if req.Name != nil {
-		if err := checkAccountName(*req.Name); err != nil {
+		if err := checkText("name", *req.Name, true, maxNameLen); err != nil {
 			return err
 		}
 	}
@@ -128,13 +89,8 @@ func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Princi
 		if err := checkScopes("scopes", *req.Scopes); err != nil {
 			return err
 		}
-		if err := checkGrant(p, *req.Scopes); err != nil {
-			return err
-		}
-		normalized := scope.Normalize(*req.Scopes)
-		req.Scopes = &normalized
 	}
-	a, err := h.store.UpdateAccount(r.Context(), p.Actor, current.ID, storage.AccountPatch{
+	a, err := h.ks.UpdateAccount(r.Context(), p, r.PathValue("id"), storage.AccountPatch{
 		Name: req.Name, Team: req.Team, Scopes: req.Scopes, Disabled: req.Disabled,
 	})
 	if err != nil {
@@ -145,11 +101,7 @@ func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Princi
 }
 
 func (h *Handler) deleteAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
-	a, err := h.writableAccount(r, p, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	if err := h.store.DeleteAccount(r.Context(), p.Actor, a.ID); err != nil {
+	if err := h.ks.DeleteAccount(r.Context(), p, r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -25,10 +25,7 @@ func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request, p Principal)
 	}
 	q := r.URL.Query()
 	f := storage.AuditFilter{ListOptions: opts, Actor: q.Get("actor"), Action: q.Get("action"), Target: q.Get("target")}
-	if !p.seesAllAccounts() {
-		f.Account = p.AccountID
-	}
-	events, next, err := h.store.ListAudit(r.Context(), f)
+	events, next, err := h.ks.Audit(r.Context(), p, f)
 	if err != nil {
 		return err
 	}
@@ -50,16 +47,16 @@ type Whoami struct {
 
 func (h *Handler) whoami(w http.ResponseWriter, r *http.Request, p Principal) error {
 	out := Whoami{Scopes: nonNil(p.Scopes)}
-	if p.trusted() {
+	if p.Trusted {
 		// The admin endpoint has no key: it acts with every scope.
 		writeJSON(w, http.StatusOK, out)
 		return nil
 	}
-	a, err := h.store.GetAccount(r.Context(), p.AccountID)
+	a, err := h.ks.Account(r.Context(), p, p.AccountID)
 	if err != nil {
 		return err
 	}
-	k, err := h.store.GetKey(r.Context(), p.Actor)
+	k, err := h.ks.Key(r.Context(), p, p.Actor)
 	if err != nil {
 		return err
 	}

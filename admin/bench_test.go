@@ -12,7 +12,13 @@ import (
 
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/bolt"
+	"github.com/keygate/keygate/storage/postgres"
+	"github.com/keygate/keygate/storage/token"
 )
+
+// testTokens is the token format of the package's tests.
+var testTokens, _ = token.NewFormat(token.DefaultPrefix)
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
@@ -20,37 +26,33 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // decoding, validation, token generation and hashing, and the store's
 // transaction (key, token, audit event and, on PostgreSQL, the notice).
 func BenchmarkCreateKey(b *testing.B) {
-	stores := map[string]func(b *testing.B) storage.Store{
-		"file": func(b *testing.B) storage.Store {
-			s, err := storage.OpenFile(filepath.Join(b.TempDir(), "keys.db"))
+	stores := map[string]func(b *testing.B) storage.Backend{
+		"file": func(b *testing.B) storage.Backend {
+			s, err := bolt.Open(filepath.Join(b.TempDir(), "keys.db"))
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(s.Close)
+			b.Cleanup(func() { _ = s.Close() })
 			return s
 		},
-		"postgres": func(b *testing.B) storage.Store {
+		"postgres": func(b *testing.B) storage.Backend {
 			dsn := pgtest.DSN(b)
-			s, err := storage.OpenPostgres(context.Background(), dsn, pgtest.Schema(b, dsn))
+			s, err := postgres.Open(context.Background(), dsn, pgtest.Schema(b, dsn))
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(s.Close)
+			b.Cleanup(func() { _ = s.Close() })
 			return s
 		},
 	}
 	for _, name := range []string{"file", "postgres"} {
 		b.Run(name, func(b *testing.B) {
-			s := stores[name](b)
-			acc := &storage.Account{Name: "bench", Kind: storage.KindService, Scopes: []string{"apps"}}
-			if err := s.CreateAccount(context.Background(), "bench", acc); err != nil {
-				b.Fatal(err)
-			}
-			tokens, err := storage.NewTokenFormat("sk")
+			s := storage.New(stores[name](b))
+			acc, err := s.CreateAccount(context.Background(), Trusted, storage.NewAccount{Name: "bench", Kind: storage.KindService, Scopes: []string{"apps"}})
 			if err != nil {
 				b.Fatal(err)
 			}
-			h := New(s, tokens, zap.NewNop())
+			h := New(s, testTokens, zap.NewNop())
 			body := `{"account":"` + acc.ID + `","name":"bench","scopes":["apps:read"]}`
 			b.ReportAllocs()
 			for b.Loop() {

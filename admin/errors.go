@@ -33,30 +33,15 @@ func errNotFound(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusNotFound, code: "not_found", message: fmt.Sprintf(format, args...)}
 }
 
-func errForbiddenScope(s string) *apiError {
-	return &apiError{
-		status: http.StatusForbidden, code: "forbidden",
-		message: "cannot grant scope " + s + ": the caller does not hold it",
-		extra:   map[string]any{"scope": s},
-	}
-}
-
-// errNotCovered refuses a write on what (an account or key) holding scope
-// s, which the caller lacks.
-func errNotCovered(what, s string) *apiError {
-	return &apiError{
-		status: http.StatusForbidden, code: "forbidden",
-		message: what + " holds scope " + s + ", which the caller does not: a caller acts only on what it covers",
-		extra:   map[string]any{"scope": s},
-	}
-}
-
 // fail answers err: API errors as they are, store errors by their kind,
 // anything else as a 500 that is logged.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
+	var se *storage.Error
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &se):
+		ae = ruleError(se)
 	case errors.Is(err, storage.ErrNotFound):
 		ae = errNotFound("not found")
 	case errors.Is(err, storage.ErrInvalid):
@@ -72,6 +57,21 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error"}
 	}
 	writeError(w, ae)
+}
+
+// ruleError answers a keystore rule's refusal.
+func ruleError(e *storage.Error) *apiError {
+	switch {
+	case errors.Is(e.Kind, storage.ErrInvalid):
+		return &apiError{status: http.StatusBadRequest, code: "invalid_request", message: e.Message, field: e.Field}
+	case errors.Is(e.Kind, storage.ErrNotFound):
+		return &apiError{status: http.StatusNotFound, code: "not_found", message: e.Message, field: e.Field}
+	case errors.Is(e.Kind, storage.ErrConflict):
+		return &apiError{status: http.StatusConflict, code: "conflict", message: e.Message}
+	case e.Scope != "":
+		return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message, extra: map[string]any{"scope": e.Scope}}
+	}
+	return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message}
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {

@@ -3,8 +3,6 @@ package admin
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +26,7 @@ func (h *Handler) ServeExport(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
 	started := false
-	err := h.store.Export(r.Context(), func(rec storage.ExportRecord) error {
+	err := h.ks.Export(r.Context(), Trusted, func(rec storage.ExportRecord) error {
 		started = true
 		return enc.Encode(rec)
 	})
@@ -61,11 +59,6 @@ type ImportResult struct {
 // and "imported"), after which nothing more is imported. For the trusted
 // admin endpoint only.
 func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
-	before, err := h.digests(r.Context())
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
 	var res ImportResult
 	sc := bufio.NewScanner(r.Body)
 	sc.Buffer(make([]byte, 64<<10), maxImportLine)
@@ -88,26 +81,25 @@ func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
 		// A line that does not decode is the caller's fault; an error of
 		// the store (which may also be an unexpected EOF, from its
 		// connection) is not.
+		var outcome storage.ImportOutcome
 		err := dec.Decode(&rec)
 		if err != nil {
 			err = errInvalid("", "line %d: %v", line, err)
 		} else {
-			err = h.store.Import(r.Context(), Trusted.Actor, rec)
+			outcome, err = h.ks.Import(r.Context(), Trusted, rec)
 		}
 		if err != nil {
 			h.failLine(w, r, line, res.Imported, err)
 			return
 		}
-		id, digest := recordDigest(rec)
-		switch prev, existed := before[id]; {
-		case !existed:
+		switch outcome {
+		case storage.ImportCreated:
 			res.Created++
-		case prev == digest:
+		case storage.ImportUnchanged:
 			res.Unchanged++
 		default:
 			res.Updated++
 		}
-		before[id] = digest
 		res.Imported++
 	}
 	if err := sc.Err(); err != nil {
@@ -115,60 +107,6 @@ func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
-}
-
-// digests returns the digest of every record the store holds, by type and
-// id, for ServeImport to tell created, updated and unchanged records apart.
-func (h *Handler) digests(ctx context.Context) (map[string][sha256.Size]byte, error) {
-	out := map[string][sha256.Size]byte{}
-	err := h.store.Export(ctx, func(rec storage.ExportRecord) error {
-		id, digest := recordDigest(rec)
-		out[id] = digest
-		return nil
-	})
-	return out, err
-}
-
-// recordDigest returns the type and id of a valid record, and a digest of
-// its content that two stores holding the same record agree on: times in
-// UTC at PostgreSQL's microsecond precision, and no nil for empty.
-func recordDigest(rec storage.ExportRecord) (string, [sha256.Size]byte) {
-	at := func(t time.Time) time.Time { return t.Round(time.Microsecond).UTC() }
-	atPtr := func(t *time.Time) *time.Time {
-		if t == nil {
-			return nil
-		}
-		v := at(*t)
-		return &v
-	}
-	tags := func(m map[string]string) map[string]string {
-		if m == nil {
-			return map[string]string{}
-		}
-		return m
-	}
-	c := storage.ExportRecord{Type: rec.Type}
-	var id string
-	switch {
-	case rec.Account != nil:
-		a := *rec.Account
-		a.CreatedAt = at(a.CreatedAt)
-		if a.Scopes == nil {
-			a.Scopes = []string{}
-		}
-		id, c.Account = a.ID, &a
-	case rec.Key != nil:
-		k := *rec.Key
-		k.CreatedAt, k.Tags = at(k.CreatedAt), tags(k.Tags)
-		id, c.Key = k.ID, &k
-	case rec.Token != nil:
-		t := *rec.Token
-		t.CreatedAt, t.Tags = at(t.CreatedAt), tags(t.Tags)
-		t.ExpiresAt, t.LastUsedAt, t.RotatedAt = atPtr(t.ExpiresAt), atPtr(t.LastUsedAt), atPtr(t.RotatedAt)
-		id, c.Token = t.ID, &t
-	}
-	raw, _ := json.Marshal(c) // plain structs: cannot fail
-	return rec.Type + " " + id, sha256.Sum256(raw)
 }
 
 // failLine answers an import error, naming the line and how many records

@@ -16,22 +16,20 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/bolt"
 )
 
 // importServer serves ServeImport on a file store from a server whose read
 // timeout is short, as Caddy's admin endpoint's (10s) is for big imports.
-func importServer(t *testing.T, readTimeout time.Duration) (string, storage.Store) {
+func importServer(t *testing.T, readTimeout time.Duration) (string, *storage.Keystore) {
 	t.Helper()
-	s, err := storage.OpenFile(filepath.Join(t.TempDir(), "keys.db"))
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "keys.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
-	tokens, err := storage.NewTokenFormat("sk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := New(s, tokens, zap.NewNop())
+	t.Cleanup(func() { _ = b.Close() })
+	s := storage.New(b)
+	h := New(s, testTokens, zap.NewNop())
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(h.ServeImport))
 	srv.Config.ReadTimeout = readTimeout
 	srv.Start()
@@ -43,7 +41,7 @@ func importServer(t *testing.T, readTimeout time.Duration) (string, storage.Stor
 func accountLines(t *testing.T, n int) [][]byte {
 	var lines [][]byte
 	for i := range n {
-		a := storage.Account{ID: storage.NewID(storage.AccountIDPrefix), Name: "team-" + string(rune('a'+i)), Kind: storage.KindService, CreatedAt: time.Now().UTC()}
+		a := storage.ExportAccount{ID: storage.NewID(storage.AccountIDPrefix), Name: "team-" + string(rune('a'+i)), Kind: storage.KindService, CreatedAt: time.Now().UTC()}
 		line, err := json.Marshal(storage.ExportRecord{Type: storage.RecordAccount, Account: &a})
 		if err != nil {
 			t.Fatal(err)
@@ -75,7 +73,7 @@ func TestImportOutlastsReadTimeout(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"imported":8`) {
 		t.Fatalf("import: %d %s", resp.StatusCode, body)
 	}
-	accounts, _, err := s.ListAccounts(t.Context(), storage.ListOptions{Limit: 100})
+	accounts, _, err := s.Accounts(t.Context(), Trusted, storage.ListOptions{Limit: 100})
 	if err != nil || len(accounts) != 8 {
 		t.Fatalf("accounts after import: %d, %v", len(accounts), err)
 	}
@@ -106,24 +104,23 @@ func TestImportTruncatedLine(t *testing.T) {
 	}
 }
 
-// outageStore fails every import as a dropped PostgreSQL connection does:
-// unavailable, wrapping io.ErrUnexpectedEOF.
-type outageStore struct{ storage.Store }
+// outageBackend fails every write as a dropped PostgreSQL connection
+// does: unavailable, wrapping io.ErrUnexpectedEOF.
+type outageBackend struct{ storage.Backend }
 
-func (outageStore) Import(context.Context, string, storage.ExportRecord) error {
-	return fmt.Errorf("importing account: %w: %w", storage.ErrUnavailable, io.ErrUnexpectedEOF)
+func (outageBackend) Update(context.Context, func(storage.Tx) error) error {
+	return fmt.Errorf("writing: %w: %w", storage.ErrUnavailable, io.ErrUnexpectedEOF)
 }
 
 // TestImportStoreOutage answers a store failure mid-import with 503, not
 // as bad input: the same file must be sent again, not fixed.
 func TestImportStoreOutage(t *testing.T) {
-	s, err := storage.OpenFile(filepath.Join(t.TempDir(), "keys.db"))
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "keys.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
-	tokens, _ := storage.NewTokenFormat("sk")
-	h := New(outageStore{s}, tokens, zap.NewNop())
+	t.Cleanup(func() { _ = b.Close() })
+	h := New(storage.New(outageBackend{b}), testTokens, zap.NewNop())
 	rec := httptest.NewRecorder()
 	h.ServeImport(rec, httptest.NewRequest(http.MethodPost, "/import", bytes.NewReader(accountLines(t, 1)[0])))
 	if rec.Code != http.StatusServiceUnavailable {

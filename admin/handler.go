@@ -1,7 +1,9 @@
 // Package admin is Keygate's key-management REST API as a plain
-// http.Handler. It is served on Caddy's admin endpoint, which trusts its
-// callers, and on sites through apikey_admin, where callers authenticate
-// with their own key; the Principal in the request context says which.
+// http.Handler: it parses requests, calls the keystore (package storage),
+// which applies every rule, and renders the answers. It is served on
+// Caddy's admin endpoint, which trusts its callers, and on sites through
+// apikey_admin, where callers authenticate with their own key; the
+// Principal in the request context says which.
 package admin
 
 import (
@@ -14,22 +16,15 @@ import (
 
 	"github.com/keygate/keygate/internal/scope"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
-// Principal is who calls the API and what it may do.
-type Principal struct {
-	// Actor is recorded in audit events: a key id, or "admin".
-	Actor string
-	// AccountID is the caller's account; empty for the trusted endpoint.
-	AccountID string
-	// TokenID is the token the caller authenticated with, if any.
-	TokenID string
-	// Scopes are the caller's effective scopes.
-	Scopes []string
-}
+// Principal is who calls the API and what it may do; see
+// storage.Principal.
+type Principal = storage.Principal
 
 // Trusted is the principal of Caddy's admin endpoint: it may do anything.
-var Trusted = Principal{Actor: "admin", Scopes: []string{scope.All}}
+var Trusted = storage.Trusted
 
 type principalKey struct{}
 
@@ -44,30 +39,24 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	return p, ok
 }
 
-// trusted reports whether p is the admin endpoint's principal.
-func (p Principal) trusted() bool { return p.AccountID == "" }
-
-// seesAllAccounts reports whether p may see and manage other accounts' keys.
-func (p Principal) seesAllAccounts() bool {
-	return p.trusted() || scope.AnyCovers(p.Scopes, "accounts:read")
-}
-
 // MaxBodyBytes bounds request bodies; larger ones get 413.
 const MaxBodyBytes = 64 << 10
 
 // Handler serves the admin API. Requests must carry a Principal (see
 // WithPrincipal); those without one are refused.
 type Handler struct {
-	store  storage.Store
-	tokens storage.TokenFormat
+	ks     *storage.Keystore
+	tokens token.Format
 	logger *zap.Logger
 	mux    *http.ServeMux
 	routes []Route
 }
 
-// New returns the admin API on store, issuing tokens of the given format.
-func New(store storage.Store, tokens storage.TokenFormat, logger *zap.Logger) *Handler {
-	h := &Handler{store: store, tokens: tokens, logger: logger, mux: http.NewServeMux()}
+// New returns the admin API on the keystore ks, issuing tokens of the
+// given format. It parses requests, calls the keystore, which applies
+// every rule, and renders the answer.
+func New(ks *storage.Keystore, tokens token.Format, logger *zap.Logger) *Handler {
+	h := &Handler{ks: ks, tokens: tokens, logger: logger, mux: http.NewServeMux()}
 	h.route("POST /accounts", "accounts:create", h.createAccount)
 	h.route("GET /accounts", "accounts:read", h.listAccounts)
 	h.route("GET /accounts/{id}", "accounts:read", h.getAccount)

@@ -56,7 +56,7 @@ func TestImportCountsCreatedUpdatedUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := json.Marshal(storage.ExportRecord{Type: storage.RecordAccount, Account: &storage.Account{
+	fresh, err := json.Marshal(storage.ExportRecord{Type: storage.RecordAccount, Account: &storage.ExportAccount{
 		ID: storage.NewID(storage.AccountIDPrefix), Name: "fresh", Kind: storage.KindUser, CreatedAt: time.Now()}})
 	if err != nil {
 		t.Fatal(err)

@@ -2,18 +2,13 @@ package admin
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/keygate/keygate/internal/scope"
 	"github.com/keygate/keygate/storage"
 )
-
-// firstTokenName names the token a key is created with.
-const firstTokenName = "default"
 
 func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, p Principal) error {
 	var req CreateKeyRequest
@@ -30,62 +25,19 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, p Principal)
 	if err != nil {
 		return err
 	}
-	account, err := h.resolveAccount(r, p, req.Account)
-	if err != nil {
+	if err := checkText("account", req.Account, false, maxNameLen); err != nil {
 		return err
 	}
-	if account.ID != p.AccountID {
-		// A key placed in another account speaks for that account.
-		if err := canActOnAccount(p, account, req.Account); err != nil {
-			return err
-		}
-	}
-
-	var scopes []string // nil: inherit the account's scopes, live
-	switch {
-	case req.Scopes != nil: // [] is a key that holds nothing, not one that inherits
-
-		if err := checkGrant(p, req.Scopes); err != nil {
-			return err
-		}
-		scopes = scope.Normalize(req.Scopes)
-	case !p.trusted():
-		// Never a live inheritance wider than the caller: write its scopes.
-		scopes = scope.Normalize(p.Scopes)
-	}
-
 	secret := h.tokens.Generate()
-	k := &storage.Key{
-		AccountID: account.ID, Name: req.Name, Description: req.Description,
-		Tags: req.Tags, Scopes: scopes,
-	}
-	first := &storage.NewToken{
-		Token: storage.Token{Name: firstTokenName, Hint: storage.Hint(secret), ExpiresAt: expiresAt},
-		Hash:  storage.HashToken(secret),
-	}
-	if err := h.store.CreateKey(r.Context(), p.Actor, k, first); err != nil {
+	k, err := h.ks.CreateKey(r.Context(), p, storage.NewKey{
+		Account: req.Account, Name: req.Name, Description: req.Description, Tags: req.Tags,
+		Scopes: req.Scopes, ExpiresAt: expiresAt,
+	}, storage.NewSecret(secret))
+	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, KeyWithSecret{Key: keyJSON(k, time.Now()), Secret: secret})
 	return nil
-}
-
-// resolveAccount finds the account a key request names (by id or name), or
-// the caller's own when it names none. Accounts the caller may not see are
-// not found.
-func (h *Handler) resolveAccount(r *http.Request, p Principal, ref string) (*storage.Account, error) {
-	if ref == "" {
-		if p.trusted() {
-			return nil, errInvalid("account", "account is required")
-		}
-		ref = p.AccountID
-	}
-	a, err := h.visibleAccount(r, p, ref)
-	var ae *apiError
-	if errors.As(err, &ae) && ae.status == http.StatusNotFound {
-		ae.field = "account"
-	}
-	return a, err
 }
 
 // parseExpiry reads an optional RFC 3339 time that must lie in the future.
@@ -109,17 +61,8 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, p Principal) 
 	if err != nil {
 		return err
 	}
-	f := storage.KeyFilter{ListOptions: opts}
 	q := r.URL.Query()
-	if ref := q.Get("account"); ref != "" {
-		a, err := h.resolveAccount(r, p, ref)
-		if err != nil {
-			return err
-		}
-		f.AccountID = a.ID
-	} else if !p.seesAllAccounts() {
-		f.AccountID = p.AccountID
-	}
+	f := storage.KeyFilter{ListOptions: opts, Account: q.Get("account")}
 	for _, tag := range q["tag"] {
 		k, v, ok := strings.Cut(tag, ":")
 		if !ok || k == "" {
@@ -130,7 +73,7 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, p Principal) 
 		}
 		f.Tags[k] = v
 	}
-	keys, next, err := h.store.ListKeys(r.Context(), f)
+	keys, next, err := h.ks.Keys(r.Context(), p, f)
 	if err != nil {
 		return err
 	}
@@ -165,8 +108,22 @@ func listOptions(r *http.Request) (storage.ListOptions, error) {
 	return opts, nil
 }
 
+// keyID returns the {id} of the path if it is well-formed text; a bad
+// one names no key.
+func keyID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if checkText("id", id, true, maxNameLen) != nil {
+		return "", errNotFound("no key %q", id)
+	}
+	return id, nil
+}
+
 func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, err := h.visibleKey(r, p, r.PathValue("id"))
+	id, err := keyID(r)
+	if err != nil {
+		return err
+	}
+	k, err := h.ks.Key(r.Context(), p, id)
 	if err != nil {
 		return err
 	}
@@ -175,11 +132,11 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, p Principal) er
 }
 
 func (h *Handler) deleteKey(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, err := h.writableKey(r, p, r.PathValue("id"))
+	id, err := keyID(r)
 	if err != nil {
 		return err
 	}
-	if err := h.store.DeleteKey(r.Context(), p.Actor, k.ID); err != nil {
+	if err := h.ks.DeleteKey(r.Context(), p, id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -198,8 +155,12 @@ type updateKeyBody struct {
 }
 
 func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, err := h.writableKey(r, p, r.PathValue("id"))
+	id, err := keyID(r)
 	if err != nil {
+		return err
+	}
+	// A key the caller cannot see is 404 before its body is judged.
+	if _, err := h.ks.Key(r.Context(), p, id); err != nil {
 		return err
 	}
 	var req updateKeyBody
@@ -219,30 +180,16 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal)
 		return err
 	}
 	if req.Scopes != nil {
-		var scopes []string
+		var scopes []string // null: inherit
 		if err := json.Unmarshal(req.Scopes, &scopes); err != nil {
 			return errInvalid("scopes", "scopes must be a list of scopes or null")
 		}
-		switch {
-		case scopes != nil: // [] holds nothing; null inherits
-
-			if err := checkScopes("scopes", scopes); err != nil {
-				return err
-			}
-			if err := checkGrant(p, scopes); err != nil {
-				return err
-			}
-			scopes = scope.Normalize(scopes)
-			patch.Scopes = &scopes
-		case p.trusted():
-			patch.InheritScopes = true
-		default:
-			// Never a live inheritance wider than the caller.
-			own := scope.Normalize(p.Scopes)
-			patch.Scopes = &own
+		if err := checkScopes("scopes", scopes); err != nil {
+			return err
 		}
+		patch.Scopes = &scopes
 	}
-	updated, err := h.store.UpdateKey(r.Context(), p.Actor, k.ID, patch)
+	updated, err := h.ks.UpdateKey(r.Context(), p, id, patch)
 	if err != nil {
 		return err
 	}

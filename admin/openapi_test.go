@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
-
-	"github.com/keygate/keygate/storage"
 )
 
 // openAPIMethods are the operation keys of an OpenAPI path item.
@@ -20,11 +18,7 @@ var openAPIMethods = []string{"get", "put", "post", "delete", "options", "head",
 
 func newTestHandler(t *testing.T) *Handler {
 	t.Helper()
-	tokens, err := storage.NewTokenFormat("sk")
-	if err != nil {
-		t.Fatalf("NewTokenFormat: %v", err)
-	}
-	return New(nil, tokens, zap.NewNop())
+	return New(nil, testTokens, zap.NewNop())
 }
 
 // loadOpenAPI parses the document the handler serves.

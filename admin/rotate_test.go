@@ -15,29 +15,32 @@ import (
 
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/bolt"
+	"github.com/keygate/keygate/storage/postgres"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // rotateStores are the stores the rotation tests run the API on.
 var rotateStores = []struct {
 	name string
-	open func(t *testing.T) storage.Store
+	open func(t *testing.T) *storage.Keystore
 }{
-	{"file", func(t *testing.T) storage.Store {
-		s, err := storage.OpenFile(filepath.Join(t.TempDir(), "keys.db"))
+	{"file", func(t *testing.T) *storage.Keystore {
+		b, err := bolt.Open(filepath.Join(t.TempDir(), "keys.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(s.Close)
-		return s
+		t.Cleanup(func() { _ = b.Close() })
+		return storage.New(b)
 	}},
-	{"postgres", func(t *testing.T) storage.Store {
+	{"postgres", func(t *testing.T) *storage.Keystore {
 		dsn := pgtest.DSN(t)
-		s, err := storage.OpenPostgres(context.Background(), dsn, pgtest.Schema(t, dsn))
+		b, err := postgres.Open(context.Background(), dsn, pgtest.Schema(t, dsn))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(s.Close)
-		return s
+		t.Cleanup(func() { _ = b.Close() })
+		return storage.New(b)
 	}},
 }
 
@@ -218,11 +221,7 @@ func TestRotateRacesExpiryClearAPI(t *testing.T) {
 	}
 }
 
-func mustTokenFormat(t *testing.T) storage.TokenFormat {
+func mustTokenFormat(t *testing.T) token.Format {
 	t.Helper()
-	f, err := storage.NewTokenFormat("sk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return testTokens
 }

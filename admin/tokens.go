@@ -3,12 +3,12 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // TokenWithSecret is a token as its creation answers it: with its value,
@@ -19,10 +19,12 @@ type TokenWithSecret struct {
 }
 
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	// A new value of a key is that key's power: only for callers covering it.
-	k, err := h.writableKey(r, p, r.PathValue("id"))
+	id, err := keyID(r)
 	if err != nil {
 		return err
+	}
+	if _, err := h.ks.Key(r.Context(), p, id); err != nil {
+		return err // a key the caller cannot see is 404 before its body is judged
 	}
 	var req CreateTokenRequest
 	if err := decode(w, r, &req); err != nil {
@@ -36,32 +38,35 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, p Principa
 		return err
 	}
 	secret := h.tokens.Generate()
-	t := &storage.NewToken{
-		Token: storage.Token{KeyID: k.ID, Name: req.Name, Description: req.Description, Tags: req.Tags,
-			Hint: storage.Hint(secret), ExpiresAt: expiresAt},
-		Hash: storage.HashToken(secret),
-	}
-	if err := h.store.CreateToken(r.Context(), p.Actor, t); err != nil {
+	t, err := h.ks.CreateToken(r.Context(), p, id, storage.NewToken{
+		Name: req.Name, Description: req.Description, Tags: req.Tags, ExpiresAt: expiresAt,
+	}, storage.NewSecret(secret))
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(&t.Token, time.Now()), Secret: secret})
+	writeJSON(w, http.StatusCreated, TokenWithSecret{Token: tokenJSON(t, time.Now()), Secret: secret})
 	return nil
 }
 
-// visibleToken loads the key with id and its token tid, if the caller may
-// see them.
-func (h *Handler) visibleToken(r *http.Request, p Principal) (*storage.Key, *storage.Token, error) {
-	k, err := h.visibleKey(r, p, r.PathValue("id"))
+// tokenPath returns the key and token ids of the path, once the caller
+// is known to see them: a token it cannot see is 404 before the body is
+// judged.
+func (h *Handler) tokenPath(r *http.Request, p Principal) (string, string, error) {
+	kid, err := keyID(r)
 	if err != nil {
-		return nil, nil, err
+		return "", "", err
+	}
+	k, err := h.ks.Key(r.Context(), p, kid)
+	if err != nil {
+		return "", "", err
 	}
 	tid := r.PathValue("tid")
 	for i := range k.Tokens {
 		if k.Tokens[i].ID == tid {
-			return k, &k.Tokens[i], nil
+			return k.ID, tid, nil
 		}
 	}
-	return nil, nil, errNotFound("key %s has no token %q", k.ID, tid)
+	return "", "", errNotFound("key %s has no token %q", k.ID, tid)
 }
 
 // updateTokenBody is an UpdateTokenRequest with the fields that cannot be
@@ -102,7 +107,7 @@ func (f immutableFields) check() error {
 }
 
 func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, t, err := h.writableToken(r, p)
+	kid, tid, err := h.tokenPath(r, p)
 	if err != nil {
 		return err
 	}
@@ -135,12 +140,7 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 			patch.ExpiresAt = exp
 		}
 	}
-	// The store refuses, in its transaction, to un-retire a token being
-	// rotated out: checked here, a concurrent rotation could slip between.
-	updated, err := h.store.UpdateToken(r.Context(), p.Actor, k.ID, t.ID, patch)
-	if errors.Is(err, storage.ErrRetiring) {
-		return errConflict("the token is being rotated out: its expiry can be brought forward, not removed or moved later")
-	}
+	updated, err := h.ks.UpdateToken(r.Context(), p, kid, tid, patch)
 	if err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func (h *Handler) updateToken(w http.ResponseWriter, r *http.Request, p Principa
 }
 
 func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, old, err := h.writableToken(r, p)
+	kid, tid, err := h.tokenPath(r, p)
 	if err != nil {
 		return err
 	}
@@ -160,41 +160,25 @@ func (h *Handler) rotateToken(w http.ResponseWriter, r *http.Request, p Principa
 		}
 	}
 	now := time.Now()
-	var grace time.Duration
+	var rot storage.Rotation
 	if req.Grace != "" {
-		grace, err = time.ParseDuration(req.Grace)
-		if err != nil || grace < 0 {
+		rot.Grace, err = time.ParseDuration(req.Grace)
+		if err != nil || rot.Grace < 0 {
 			return errInvalid("grace", "grace must be a non-negative duration such as 24h")
 		}
 	}
-	expiresAt, err := parseExpiry("expires_at", req.ExpiresAt, now)
-	if err != nil {
+	if rot.ExpiresAt, err = parseExpiry("expires_at", req.ExpiresAt, now); err != nil {
 		return err
-	}
-	if expiresAt == nil && old.ExpiresAt != nil {
-		// Keep the old token's lifetime.
-		e := now.Add(old.ExpiresAt.Sub(old.CreatedAt)).UTC()
-		expiresAt = &e
 	}
 	secret := h.tokens.Generate()
-	next := &storage.NewToken{
-		Token: storage.Token{Hint: storage.Hint(secret), ExpiresAt: expiresAt},
-		Hash:  storage.HashToken(secret),
-	}
-	// The store checks that the token is not retiring already and clamps
-	// the grace to its expiry, in the rotation's transaction.
-	retired, err := h.store.RotateToken(r.Context(), p.Actor, k.ID, old.ID, next, grace)
-	if errors.Is(err, storage.ErrRetiring) {
-		return errConflict("the token was already rotated")
-	}
+	rotated, err := h.ks.RotateToken(r.Context(), p, kid, tid, rot, storage.NewSecret(secret))
 	if err != nil {
 		return err
 	}
-	answer := RotatedToken{TokenWithSecret: TokenWithSecret{Token: tokenJSON(&next.Token, now), Secret: secret}, OldTokenExpiresAt: time.Now().UTC()}
-	if retired != nil && retired.ExpiresAt != nil {
-		answer.OldTokenExpiresAt = *retired.ExpiresAt
-	}
-	writeJSON(w, http.StatusCreated, answer)
+	writeJSON(w, http.StatusCreated, RotatedToken{
+		TokenWithSecret:   TokenWithSecret{Token: tokenJSON(&rotated.New, now), Secret: secret},
+		OldTokenExpiresAt: rotated.OldExpiresAt,
+	})
 	return nil
 }
 
@@ -207,16 +191,12 @@ type RotatedToken struct {
 	OldTokenExpiresAt time.Time `json:"old_token_expires_at"`
 }
 
-func errConflict(message string) *apiError {
-	return &apiError{status: http.StatusConflict, code: "conflict", message: message}
-}
-
 func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, p Principal) error {
-	k, t, err := h.writableToken(r, p)
+	kid, tid, err := h.tokenPath(r, p)
 	if err != nil {
 		return err
 	}
-	if err := h.store.DeleteToken(r.Context(), p.Actor, k.ID, t.ID); err != nil {
+	if err := h.ks.DeleteToken(r.Context(), p, kid, tid); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -230,11 +210,11 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	token := strings.TrimSpace(req.Token)
-	if !h.tokens.Valid(token) {
+	value := strings.TrimSpace(req.Token)
+	if !h.tokens.Valid(value) {
 		return errInvalid("token", "token is not a well-formed %s- token", h.tokens.Prefix())
 	}
-	if _, err := h.store.RevokeToken(r.Context(), p.Actor, storage.HashToken(token)); err != nil {
+	if _, err := h.ks.RevokeToken(r.Context(), p, token.Sum(value)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

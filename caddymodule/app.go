@@ -6,22 +6,26 @@ package caddymodule
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/bolt"
+	"github.com/keygate/keygate/storage/cache"
+	"github.com/keygate/keygate/storage/token"
+
+	// The storage modules Keygate ships.
+	_ "github.com/keygate/keygate/storage/postgres"
 )
 
 func init() {
@@ -34,16 +38,18 @@ func init() {
 // config reloads as long as the storage settings do not change, the cache
 // as long as its settings do not change either.
 type App struct {
-	// Storage is where keys live.
-	Storage *StorageConfig `json:"storage,omitempty"`
+	// Storage is where keys live: a module of the apikeys.storage
+	// namespace, such as {"module": "postgres", "dsn": "{env.DATABASE_URL}"}
+	// or {"module": "file", "path": "/var/lib/keys.db"}. Default: the
+	// file store in Caddy's data directory.
+	Storage json.RawMessage `json:"storage,omitempty" caddy:"namespace=apikeys.storage inline_key=module"`
 	// KeyPrefix starts every token: 1–16 of [a-z0-9_]; "-" is added.
 	// Default: sk.
 	KeyPrefix string `json:"key_prefix,omitempty"`
 	// Cache sizes the in-memory cache of verified tokens.
 	Cache *CacheConfig `json:"cache,omitempty"`
 
-	tokens   storage.TokenFormat
-	storeID  storeID
+	tokens   token.Format
 	store    *sharedStore
 	storeKey string
 	cache    *sharedCache
@@ -51,21 +57,6 @@ type App struct {
 	adminAPI *atomic.Pointer[admin.Handler] // set by Start, read by requests
 	ctx      caddy.Context
 	logger   *zap.Logger
-}
-
-// StorageConfig selects the key store.
-type StorageConfig struct {
-	// Type is "postgres" or "file" (the default).
-	Type string `json:"type"`
-	// Path is the file store's file. Default: keygate/keys.db in Caddy's
-	// data directory.
-	Path string `json:"path,omitempty"`
-	// DSN is the PostgreSQL connection string. Use a runtime placeholder
-	// such as {env.DATABASE_URL} so the secret stays out of the JSON.
-	DSN string `json:"dsn,omitempty"`
-	// Schema is the PostgreSQL schema holding Keygate's tables, so several
-	// deployments can share a database. Default: keygate.
-	Schema string `json:"schema,omitempty"`
 }
 
 // CacheConfig sizes the token cache.
@@ -98,82 +89,52 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	if a.KeyPrefix == "" {
-		a.KeyPrefix = storage.DefaultKeyPrefix
+		a.KeyPrefix = token.DefaultPrefix
 	}
-	tokens, err := storage.NewTokenFormat(a.KeyPrefix)
+	tokens, err := token.NewFormat(a.KeyPrefix)
 	if err != nil {
 		return fmt.Errorf("key_prefix: %w", err)
 	}
 	a.tokens = tokens
-	if a.Storage == nil {
-		a.Storage = &StorageConfig{Type: "file"}
-	}
-	if a.Storage.Type == "file" && a.Storage.Path == "" {
-		a.Storage.Path = DefaultFilePath()
-	}
 	if a.Cache == nil {
 		a.Cache = new(CacheConfig)
 	}
-	repl := caddy.NewReplacer()
-	a.storeID = storeID{
-		kind:   a.Storage.Type,
-		path:   repl.ReplaceKnown(a.Storage.Path, ""),
-		dsn:    repl.ReplaceKnown(a.Storage.DSN, ""),
-		schema: a.Storage.Schema,
+	if a.Cache.MaxEntries < 0 || a.Cache.TTL < 0 || a.Cache.NegativeTTL < 0 {
+		return errors.New("cache: max_entries, ttl and negative_ttl must not be negative")
 	}
-	if a.storeID.schema == "" {
-		a.storeID.schema = storage.DefaultSchema
+	if a.Storage == nil {
+		a.Storage = json.RawMessage(`{"module": "file"}`)
 	}
-	a.storeKey = a.storeID.key()
+	mod, err := ctx.LoadModule(a, "Storage")
+	if err != nil {
+		return fmt.Errorf("loading the storage module: %w", err)
+	}
+	opener, ok := mod.(storage.Opener)
+	if !ok {
+		return fmt.Errorf("storage module %T does not open a storage.Backend", mod)
+	}
+	a.storeKey = opener.Identity()
 	value, _, err := stores.LoadOrNew(a.storeKey, func() (caddy.Destructor, error) {
-		return &sharedStore{id: a.storeID}, nil
+		return &sharedStore{opener: opener}, nil
 	})
 	if err != nil {
 		return err
 	}
 	a.store = value.(*sharedStore)
 
-	cache := storage.CacheConfig{
-		MaxEntries:  cmp.Or(a.Cache.MaxEntries, storage.DefaultMaxEntries),
-		TTL:         cmp.Or(time.Duration(a.Cache.TTL), storage.DefaultTTL),
-		NegativeTTL: cmp.Or(time.Duration(a.Cache.NegativeTTL), storage.DefaultNegativeTTL),
+	cfg := cache.Config{
+		MaxEntries:  cmp.Or(a.Cache.MaxEntries, cache.DefaultMaxEntries),
+		TTL:         cmp.Or(time.Duration(a.Cache.TTL), cache.DefaultTTL),
+		NegativeTTL: cmp.Or(time.Duration(a.Cache.NegativeTTL), cache.DefaultNegativeTTL),
 	}
-	a.cacheKey = cacheKey(a.storeID, cache)
+	a.cacheKey = cacheKey(a.storeKey, cfg)
 	value, _, err = caches.LoadOrNew(a.cacheKey, func() (caddy.Destructor, error) {
-		return &sharedCache{store: a.store, cfg: cache}, nil
+		return &sharedCache{store: a.store, cfg: cfg}, nil
 	})
 	if err != nil {
 		return err
 	}
 	a.cache = value.(*sharedCache)
-	return nil
-}
-
-// Validate checks the settings Provision did not.
-func (a *App) Validate() error {
-	switch a.Storage.Type {
-	case "postgres":
-		if a.Storage.DSN == "" {
-			return errors.New("storage postgres: a connection string is required")
-		}
-		if a.storeID.dsn == "" {
-			// An empty DSN would make pgx fall back to libpq defaults and
-			// PG* variables: possibly another database.
-			return fmt.Errorf("storage postgres: the connection string %q is empty once placeholders are replaced (is the variable set?)", a.Storage.DSN)
-		}
-		if err := storage.ValidateSchema(a.storeID.schema); err != nil {
-			return fmt.Errorf("storage postgres: %w", err)
-		}
-	case "file":
-		if a.storeID.path == "" {
-			return fmt.Errorf("storage file: the path %q is empty once placeholders are replaced", a.Storage.Path)
-		}
-	default:
-		return fmt.Errorf("storage: unknown type %q (want postgres or file)", a.Storage.Type)
-	}
-	if a.Cache.MaxEntries < 0 || a.Cache.TTL < 0 || a.Cache.NegativeTTL < 0 {
-		return errors.New("cache: max_entries, ttl and negative_ttl must not be negative")
-	}
 	return nil
 }
 
@@ -215,10 +176,10 @@ func (a *App) Cleanup() error {
 }
 
 // Tokens returns the token format of this app.
-func (a *App) Tokens() storage.TokenFormat { return a.tokens }
+func (a *App) Tokens() token.Format { return a.tokens }
 
 // verifier returns the cache, or nil before Start.
-func (a *App) verifier() *storage.Cache { return a.cache.get() }
+func (a *App) verifier() *cache.Cache[*verified] { return a.cache.get() }
 
 // api returns the admin API, or nil before Start.
 func (a *App) api() *admin.Handler {
@@ -237,9 +198,9 @@ type invalidator interface {
 	NoticesResumed()
 }
 
-// listen starts the change listener of a PostgreSQL store and waits, at
-// most a few seconds, until it is connected.
-func listen(ctx context.Context, listening *sync.WaitGroup, pg *storage.Postgres, cache invalidator, logger *zap.Logger) {
+// listen starts the change listener of a store shared by several nodes
+// and waits, at most a few seconds, until it is connected.
+func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, cache invalidator, logger *zap.Logger) {
 	connected := make(chan struct{})
 	hooks := listenHooks(cache, logger.Named("listener"))
 	onConnect := hooks.Connected
@@ -250,7 +211,7 @@ func listen(ctx context.Context, listening *sync.WaitGroup, pg *storage.Postgres
 	}
 	// Until the listener is connected, other nodes' notices are missed.
 	cache.NoticesLost()
-	listening.Go(func() { pg.Listen(ctx, hooks) })
+	listening.Go(func() { l.Listen(ctx, hooks) })
 	// Serve once change notices flow, so nothing cached can miss one; a
 	// listener that cannot connect yet catches up when it does (it
 	// forgets the whole cache then).
@@ -263,9 +224,7 @@ func listen(ctx context.Context, listening *sync.WaitGroup, pg *storage.Postgres
 
 // DefaultFilePath is where the file store lives when no path is given:
 // keygate/keys.db in Caddy's data directory.
-func DefaultFilePath() string {
-	return filepath.Join(caddy.AppDataDir(), "keygate", "keys.db")
-}
+func DefaultFilePath() string { return bolt.DefaultPath() }
 
 // listenHooks apply other nodes' change notices to cache.
 func listenHooks(cache invalidator, logger *zap.Logger) storage.ListenHooks {
@@ -289,145 +248,10 @@ func listenHooks(cache invalidator, logger *zap.Logger) storage.ListenHooks {
 	}
 }
 
-// parseGlobalOption sets up the apikeys app from the Caddyfile:
-//
-//	apikeys {
-//		storage postgres <dsn> {
-//			schema <name>
-//		}
-//		key_prefix <prefix>
-//		cache {
-//			max_entries <n>
-//			ttl <duration>
-//			negative_ttl <duration>
-//		}
-//	}
-func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
-	app := new(App)
-	if existing != nil {
-		return nil, d.Err("apikeys: the global option may appear only once")
-	}
-	if err := app.UnmarshalCaddyfile(d); err != nil {
-		return nil, err
-	}
-	return httpcaddyfile.App{Name: "apikeys", Value: caddyconfig.JSON(app, nil)}, nil
-}
-
-// UnmarshalCaddyfile sets up the app from Caddyfile tokens.
-func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume option name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "storage":
-			if a.Storage != nil {
-				return d.Err("storage: already set")
-			}
-			a.Storage = new(StorageConfig)
-			if !d.NextArg() {
-				return d.Err("storage: expected a type: postgres <dsn> or file <path>")
-			}
-			a.Storage.Type = d.Val()
-			switch a.Storage.Type {
-			case "postgres":
-				if !d.NextArg() {
-					return d.Err("storage postgres: expected a connection string, e.g. {env.DATABASE_URL}")
-				}
-				a.Storage.DSN = d.Val()
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-				for d.NextBlock(1) {
-					switch d.Val() {
-					case "schema":
-						if !d.NextArg() {
-							return d.ArgErr()
-						}
-						a.Storage.Schema = d.Val()
-						if err := storage.ValidateSchema(a.Storage.Schema); err != nil {
-							return d.Errf("storage postgres: %v", err)
-						}
-						if d.NextArg() {
-							return d.ArgErr()
-						}
-					default:
-						return d.Errf("storage postgres: unknown option %q", d.Val())
-					}
-				}
-			case "file":
-				if !d.NextArg() {
-					return d.Err("storage file: expected a path")
-				}
-				a.Storage.Path = d.Val()
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-			default:
-				return d.Errf("storage: unknown type %q (want postgres or file)", a.Storage.Type)
-			}
-		case "key_prefix":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			a.KeyPrefix = d.Val()
-			if err := storage.ValidateKeyPrefix(a.KeyPrefix); err != nil {
-				return d.Errf("key_prefix: %v", err)
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "cache":
-			if a.Cache != nil {
-				return d.Err("cache: already set")
-			}
-			a.Cache = new(CacheConfig)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			for d.NextBlock(1) {
-				opt := d.Val()
-				if !d.NextArg() {
-					return d.ArgErr()
-				}
-				val := d.Val()
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-				switch opt {
-				case "max_entries":
-					n, err := strconv.ParseInt(val, 10, 64)
-					if err != nil || n < 1 {
-						return d.Errf("cache max_entries: %q is not a positive integer", val)
-					}
-					a.Cache.MaxEntries = n
-				case "ttl", "negative_ttl":
-					dur, err := caddy.ParseDuration(val)
-					if err != nil || dur <= 0 {
-						return d.Errf("cache %s: %q is not a positive duration", opt, val)
-					}
-					if opt == "ttl" {
-						a.Cache.TTL = caddy.Duration(dur)
-					} else {
-						a.Cache.NegativeTTL = caddy.Duration(dur)
-					}
-				default:
-					return d.Errf("cache: unknown option %q", opt)
-				}
-			}
-		default:
-			return d.Errf("apikeys: unknown option %q", d.Val())
-		}
-	}
-	return nil
-}
-
 // Interface guards
 var (
 	_ caddy.App             = (*App)(nil)
 	_ caddy.Provisioner     = (*App)(nil)
-	_ caddy.Validator       = (*App)(nil)
 	_ caddy.CleanerUpper    = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*App)(nil)
 )

@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/internal/routetable"
 	"github.com/keygate/keygate/internal/scope"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
 func init() {
@@ -70,7 +71,7 @@ type AuthHandler struct {
 	AllowEncodedSlash bool `json:"allow_encoded_slash,omitempty"`
 
 	app      *App
-	tokens   storage.TokenFormat
+	tokens   token.Format
 	sources  []string
 	table    routetable.Table[*access]
 	fallback *access
@@ -249,7 +250,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 // The method and path are made canonical first, on every route (which
 // route matches is itself read from the path), and the request goes on
 // with them: see requestpath.go.
-func (h *AuthHandler) authorize(r *http.Request) (*storage.Credential, *denial) {
+func (h *AuthHandler) authorize(r *http.Request) (*verified, *denial) {
 	path, escaped, bad := h.canonicalRequest(r)
 	if bad != nil {
 		stripCredentials(r.Header, h.sources) // handle_errors routes may still proxy it
@@ -318,7 +319,7 @@ func (h *AuthHandler) route(method, path string, escaped bool) *access {
 
 // setPlaceholders exposes the caller's identity to later handlers and
 // logs; on a public route (cred nil) the {apikey.*} placeholders are empty.
-func setPlaceholders(r *http.Request, cred *storage.Credential) {
+func setPlaceholders(r *http.Request, cred *verified) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return
@@ -327,9 +328,7 @@ func setPlaceholders(r *http.Request, cred *storage.Credential) {
 		repl.Map(anonymousVars)
 		return
 	}
-	if vars, ok := cred.Values.(caddy.ReplacerFunc); ok {
-		repl.Map(vars)
-	}
+	repl.Map(cred.vars)
 }
 
 // parseAuthDirective sets up the handler from the Caddyfile:

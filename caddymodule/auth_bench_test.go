@@ -12,6 +12,8 @@ import (
 
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/postgres"
+	"github.com/keygate/keygate/storage/token"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -21,8 +23,12 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func newBenchHandler(b *testing.B) (*AuthHandler, string) {
 	b.Helper()
 	dsn := pgtest.DSN(b)
-	tokens, _ := storage.NewTokenFormat("sk")
-	store := &sharedStore{id: storeID{kind: "postgres", dsn: dsn, schema: pgtest.Schema(b, dsn)}}
+	tokens, _ := token.NewFormat("sk")
+	opener := &postgres.Storage{DSN: dsn, Schema: pgtest.Schema(b, dsn)}
+	if err := opener.Provision(caddy.Context{}); err != nil {
+		b.Fatal(err)
+	}
+	store := &sharedStore{opener: opener}
 	if err := store.open(zap.NewNop()); err != nil {
 		b.Fatal(err)
 	}
@@ -34,15 +40,13 @@ func newBenchHandler(b *testing.B) (*AuthHandler, string) {
 	b.Cleanup(func() { _ = cache.Destruct() })
 	app := &App{tokens: tokens, store: store, cache: cache}
 
-	st := store.get()
-	acc := &storage.Account{Name: "bench", Kind: storage.KindService, Scopes: []string{"apps"}}
-	if err := st.CreateAccount(context.Background(), "bench", acc); err != nil {
+	ks := store.get()
+	acc, err := ks.CreateAccount(context.Background(), storage.Trusted, storage.NewAccount{Name: "bench", Kind: storage.KindService, Scopes: []string{"apps"}})
+	if err != nil {
 		b.Fatal(err)
 	}
 	secret := tokens.Generate()
-	k := &storage.Key{AccountID: acc.ID, Name: "bench"}
-	if err := st.CreateKey(context.Background(), "bench", k,
-		&storage.NewToken{Token: storage.Token{Hint: storage.Hint(secret)}, Hash: storage.HashToken(secret)}); err != nil {
+	if _, err := ks.CreateKey(context.Background(), storage.Trusted, storage.NewKey{Account: acc.ID, Name: "bench"}, storage.NewSecret(secret)); err != nil {
 		b.Fatal(err)
 	}
 

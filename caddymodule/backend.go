@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/cache"
 )
 
 // Stores and caches outlive configs. Caddy starts a new config before it
@@ -24,33 +25,22 @@ import (
 // neither keeps both, warm. Other settings (key_prefix) belong to each
 // config's app.
 var (
-	stores = caddy.NewUsagePool() // storeID.key() → *sharedStore
+	stores = caddy.NewUsagePool() // storage.Opener.Identity() → *sharedStore
 	caches = caddy.NewUsagePool() // cacheKey → *sharedCache
 )
 
-// storeID identifies a key store: configs naming the same one share it.
-type storeID struct {
-	kind   string // "file" or "postgres"
-	path   string // the file store's file
-	dsn    string // the PostgreSQL connection string, placeholders replaced
-	schema string // the PostgreSQL schema
-}
-
-func (id storeID) key() string {
-	return id.kind + "\x00" + id.path + "\x00" + id.dsn + "\x00" + id.schema
-}
-
-// cacheKey identifies a cache: its store and its settings, defaults
-// applied so that spelling a default out changes nothing.
-func cacheKey(store storeID, cfg storage.CacheConfig) string {
-	return store.key() + "\x00" + strconv.FormatInt(cfg.MaxEntries, 10) + "\x00" +
+// cacheKey identifies a cache: its store (the storage module's identity)
+// and its settings, defaults applied so that spelling a default out
+// changes nothing.
+func cacheKey(store string, cfg cache.Config) string {
+	return store + "\x00" + strconv.FormatInt(cfg.MaxEntries, 10) + "\x00" +
 		cfg.TTL.String() + "\x00" + cfg.NegativeTTL.String()
 }
 
 // sharedStore is an open key store shared by the configs that name it,
 // with the caches in front of it.
 type sharedStore struct {
-	id storeID
+	opener storage.Opener
 
 	mu     sync.Mutex
 	live   atomic.Pointer[openStore]
@@ -59,7 +49,7 @@ type sharedStore struct {
 
 // openStore is what an open store serves with.
 type openStore struct {
-	store storage.Store
+	ks *storage.Keystore
 
 	stopListener context.CancelFunc
 	listening    sync.WaitGroup
@@ -73,46 +63,44 @@ func (s *sharedStore) open(logger *zap.Logger) error {
 	if s.live.Load() != nil {
 		return nil
 	}
-	st, err := s.openStore()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := s.opener.Open(ctx)
 	if err != nil {
 		return err
 	}
+	ks := storage.New(b)
 	// Every cache of the store hears of the changes made through it.
-	st.OnChange(s.caches.Invalidate)
-	open := &openStore{store: st}
+	ks.OnChange(s.caches.Invalidate)
+	open := &openStore{ks: ks}
 	listenCtx, stop := context.WithCancel(context.Background())
 	open.stopListener = stop
-	if pg, ok := st.(*storage.Postgres); ok {
-		// Other nodes share a PostgreSQL store: follow their changes.
-		listen(listenCtx, &open.listening, pg, &s.caches, logger)
+	if l := ks.Listener(); l != nil {
+		// Other nodes share the store: follow their changes.
+		listen(listenCtx, &open.listening, l, &s.caches, logger)
 	}
 	s.live.Store(open)
-	where := zap.String("schema", s.id.schema)
-	if s.id.kind == "file" {
-		where = zap.String("path", s.id.path)
-	}
-	logger.Info("key store open", zap.String("storage", s.id.kind), where)
+	logger.Info("key store open", zap.Stringer("storage", describe(s.opener)))
 	return nil
 }
 
-// openStore opens the configured store.
-func (s *sharedStore) openStore() (storage.Store, error) {
-	if s.id.kind == "file" {
-		return storage.OpenFile(s.id.path)
+// describe names a store for logs, without secrets: its String when it
+// has one, else its module's type.
+func describe(o storage.Opener) fmt.Stringer {
+	if s, ok := o.(fmt.Stringer); ok {
+		return s
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := storage.OpenPostgres(ctx, s.id.dsn, s.id.schema)
-	if err != nil {
-		return nil, fmt.Errorf("opening key store: %w", err)
-	}
-	return st, nil
+	return stringer(fmt.Sprintf("%T", o))
 }
 
+type stringer string
+
+func (s stringer) String() string { return string(s) }
+
 // get returns the open store, or nil before open.
-func (s *sharedStore) get() storage.Store {
+func (s *sharedStore) get() *storage.Keystore {
 	if open := s.live.Load(); open != nil {
-		return open.store
+		return open.ks
 	}
 	return nil
 }
@@ -125,7 +113,7 @@ func (s *sharedStore) Destruct() error {
 	if open := s.live.Swap(nil); open != nil {
 		open.stopListener()
 		open.listening.Wait()
-		open.store.Close()
+		_ = open.ks.Close()
 	}
 	return nil
 }
@@ -134,17 +122,17 @@ func (s *sharedStore) Destruct() error {
 // this node or (PostgreSQL) another, reaches all of them.
 type cacheSet struct {
 	mu     sync.RWMutex
-	caches map[*storage.Cache]struct{}
+	caches map[*cache.Cache[*verified]]struct{}
 	// lost is set while the store's change notices may be lost; a cache
 	// joining then starts out asking the store, as the others do.
 	lost bool
 }
 
-func (s *cacheSet) add(c *storage.Cache) {
+func (s *cacheSet) add(c *cache.Cache[*verified]) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.caches == nil {
-		s.caches = make(map[*storage.Cache]struct{})
+		s.caches = make(map[*cache.Cache[*verified]]struct{})
 	}
 	s.caches[c] = struct{}{}
 	if s.lost {
@@ -152,7 +140,7 @@ func (s *cacheSet) add(c *storage.Cache) {
 	}
 }
 
-func (s *cacheSet) remove(c *storage.Cache) {
+func (s *cacheSet) remove(c *cache.Cache[*verified]) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.caches, c)
@@ -200,10 +188,10 @@ func (s *cacheSet) NoticesResumed() {
 // configs with the same store and cache settings.
 type sharedCache struct {
 	store *sharedStore
-	cfg   storage.CacheConfig
+	cfg   cache.Config
 
 	mu   sync.Mutex
-	live atomic.Pointer[storage.Cache]
+	live atomic.Pointer[cache.Cache[*verified]]
 }
 
 // open creates the cache, unless it exists already. The store must be
@@ -219,41 +207,40 @@ func (c *sharedCache) open() error {
 		return errors.New("creating token cache: the key store is not open")
 	}
 	cfg := c.cfg
-	cfg.Decorate = decorateCredential
 	cfg.ObserveLookup = observeLookup
-	cache, err := storage.NewCache(noticesFromSet{st}, cfg)
+	vc, err := cache.New(noticesFromSet{st}, decorateCredential, cfg)
 	if err != nil {
 		return err
 	}
 	// Joined before it serves: no change can slip between.
-	c.store.caches.add(cache)
-	liveCaches.Store(cache, struct{}{})
-	c.live.Store(cache)
+	c.store.caches.add(vc)
+	liveCaches.Store(vc, struct{}{})
+	c.live.Store(vc)
 	return nil
 }
 
 // get returns the cache, or nil before open.
-func (c *sharedCache) get() *storage.Cache { return c.live.Load() }
+func (c *sharedCache) get() *cache.Cache[*verified] { return c.live.Load() }
 
 // Destruct closes the cache, writing its pending last-used times, once the
 // last config using it is gone.
 func (c *sharedCache) Destruct() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cache := c.live.Swap(nil); cache != nil {
-		c.store.caches.remove(cache)
-		cache.Close()
-		liveCaches.Delete(cache)
+	if vc := c.live.Swap(nil); vc != nil {
+		c.store.caches.remove(vc)
+		vc.Close()
+		liveCaches.Delete(vc)
 	}
 	return nil
 }
 
-// noticesFromSet is the store as a cache sees it. The cache hears of
+// noticesFromSet is the keystore as a cache sees it. The cache hears of
 // changes through its store's cacheSet, which forgets it when it closes;
-// registering with the store itself would keep every closed cache.
-type noticesFromSet struct{ storage.Store }
+// registering with the keystore itself would keep every closed cache.
+type noticesFromSet struct{ *storage.Keystore }
 
-// OnChange implements storage.Store: a no-op, see noticesFromSet.
+// OnChange implements cache.Source: a no-op, see noticesFromSet.
 func (noticesFromSet) OnChange(func(storage.Invalidation)) {}
 
 // Interface guards
@@ -261,5 +248,6 @@ var (
 	_ caddy.Destructor = (*sharedStore)(nil)
 	_ caddy.Destructor = (*sharedCache)(nil)
 	_ invalidator      = (*cacheSet)(nil)
-	_ invalidator      = (*storage.Cache)(nil)
+	_ invalidator      = (*cache.Cache[*verified])(nil)
+	_ cache.Source     = noticesFromSet{}
 )

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // credentialResult says what a request carried.
@@ -24,7 +24,7 @@ const authorization = "Authorization"
 // header sources (canonical names). Authorization accepts "Bearer <t>",
 // Basic with the token as user name or password, and a bare "<t>"; other
 // headers carry the bare token. The same token sent twice is one credential.
-func extractCredential(h http.Header, sources []string, tokens storage.TokenFormat) (string, credentialResult) {
+func extractCredential(h http.Header, sources []string, tokens token.Format) (string, credentialResult) {
 	var token string
 	result := credentialNone
 	for _, name := range sources {
@@ -49,7 +49,7 @@ func extractCredential(h http.Header, sources []string, tokens storage.TokenForm
 
 // tokenFromAuthorization returns the token in a non-empty Authorization
 // value; "" (an invalid token) for "Bearer" without one.
-func tokenFromAuthorization(v string, tokens storage.TokenFormat) string {
+func tokenFromAuthorization(v string, tokens token.Format) string {
 	scheme, rest, _ := strings.Cut(v, " ")
 	switch {
 	case schemeIs(scheme, "Bearer"):

@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/cache"
 )
 
 // metrics are package-level so they survive config reloads; each config's
@@ -38,17 +38,17 @@ var metrics = struct {
 	}),
 	cacheCounters: []prometheus.Collector{
 		cacheCounter("cache_hits_total", "Token verifications answered from the cache.",
-			func(s *storage.CacheStats) uint64 { return s.Hits.Load() }),
+			func(s *cache.Stats) uint64 { return s.Hits.Load() }),
 		cacheCounter("cache_misses_total", "Token verifications that missed the cache.",
-			func(s *storage.CacheStats) uint64 { return s.Misses.Load() }),
+			func(s *cache.Stats) uint64 { return s.Misses.Load() }),
 		cacheCounter("store_queries_total", "Token lookups sent to the key store.",
-			func(s *storage.CacheStats) uint64 { return s.StoreQueries.Load() }),
+			func(s *cache.Stats) uint64 { return s.StoreQueries.Load() }),
 		cacheCounter("store_errors_total", "Token lookups the key store failed to answer.",
-			func(s *storage.CacheStats) uint64 { return s.StoreErrors.Load() }),
+			func(s *cache.Stats) uint64 { return s.StoreErrors.Load() }),
 		cacheCounter("last_used_flushes_total", "Batched last_used_at writes.",
-			func(s *storage.CacheStats) uint64 { return s.UseFlushes.Load() }),
+			func(s *cache.Stats) uint64 { return s.UseFlushes.Load() }),
 		cacheCounter("last_used_flush_errors_total", "Batched last_used_at writes that failed.",
-			func(s *storage.CacheStats) uint64 { return s.UseFlushErrors.Load() }),
+			func(s *cache.Stats) uint64 { return s.UseFlushErrors.Load() }),
 	},
 }
 
@@ -68,15 +68,15 @@ var (
 
 // liveCaches are the open token caches, whose counters the cache
 // metrics sum.
-var liveCaches sync.Map // *storage.Cache → struct{}
+var liveCaches sync.Map // *cache.Cache[*verified] → struct{}
 
-func cacheCounter(name, help string, read func(*storage.CacheStats) uint64) prometheus.Collector {
+func cacheCounter(name, help string, read func(*cache.Stats) uint64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "apikeys", Name: name, Help: help,
 	}, func() float64 {
 		var sum uint64
 		liveCaches.Range(func(k, _ any) bool {
-			sum += read(k.(*storage.Cache).Stats())
+			sum += read(k.(*cache.Cache[*verified]).Stats())
 			return true
 		})
 		return float64(sum)

@@ -13,9 +13,15 @@ type credentialVars struct {
 	accountID, keyID, tokenID, accountName, team, scopes any
 }
 
-// decorateCredential attaches the credential's placeholders to it, as a
-// caddy.ReplacerFunc in Values. It is the cache's Decorate hook.
-func decorateCredential(c *storage.Credential) {
+// verified is what the cache keeps for a known token: its credential and
+// its placeholders, computed once.
+type verified struct {
+	storage.Credential
+	vars caddy.ReplacerFunc
+}
+
+// decorateCredential makes what the cache keeps of a credential.
+func decorateCredential(c *storage.Credential) *verified {
 	v := &credentialVars{
 		accountID:   c.AccountID,
 		keyID:       c.KeyID,
@@ -24,7 +30,7 @@ func decorateCredential(c *storage.Credential) {
 		team:        c.Team,
 		scopes:      c.JoinedScopes,
 	}
-	c.Values = caddy.ReplacerFunc(v.lookup)
+	return &verified{Credential: *c, vars: v.lookup}
 }
 
 // lookup serves {http.auth.user.id} (the account id, as Caddy's own

@@ -19,6 +19,9 @@ import (
 
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/cache"
+	"github.com/keygate/keygate/storage/postgres"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // TestGracefulShutdown runs Caddy in-process with the apikeys app on a
@@ -76,10 +79,10 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	client.CloseIdleConnections()
 
-	// The periodic flush runs every storage.UseFlushInterval from the
+	// The periodic flush runs every cache.UseFlushInterval from the
 	// start: before it, the use is only pending in memory.
 	lastUsed := db.lastUsed(tokenID)
-	pending := time.Since(started) < storage.UseFlushInterval-time.Second
+	pending := time.Since(started) < cache.UseFlushInterval-time.Second
 	switch {
 	case pending && lastUsed != nil:
 		t.Fatalf("last_used_at is already set %v after start, before any periodic flush: %v",
@@ -171,7 +174,7 @@ func shutdownConfig(t *testing.T, dsn, schema string, port int) []byte {
 			// config by up to 5s, which would blur the goroutine count.
 			"tls": map[string]any{"disable_storage_clean": true, "disable_storage_check": true},
 			"apikeys": map[string]any{
-				"storage": map[string]any{"type": "postgres", "dsn": dsn, "schema": schema},
+				"storage": map[string]any{"module": "postgres", "dsn": dsn, "schema": schema},
 			},
 			"http": map[string]any{
 				"servers": map[string]any{
@@ -208,26 +211,22 @@ func seedShutdownKey(t *testing.T, dsn, schema string) (string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := storage.OpenPostgres(ctx, dsn, schema)
+	b, err := postgres.Open(ctx, dsn, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
+	st := storage.New(b)
 	defer st.Close()
-	tokens, err := storage.NewTokenFormat(storage.DefaultKeyPrefix)
+	tokens, err := token.NewFormat(token.DefaultPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc := &storage.Account{Name: "shutdown", Kind: storage.KindService, Scopes: []string{"apps"}}
-	if err := st.CreateAccount(ctx, "test", acc); err != nil {
+	acc, err := st.CreateAccount(ctx, storage.Trusted, storage.NewAccount{Name: "shutdown", Kind: storage.KindService, Scopes: []string{"apps"}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	secret := tokens.Generate()
-	k := &storage.Key{AccountID: acc.ID, Name: "shutdown"}
-	if err := st.CreateKey(ctx, "test", k,
-		&storage.NewToken{Token: storage.Token{Hint: storage.Hint(secret)}, Hash: storage.HashToken(secret)}); err != nil {
-		t.Fatal(err)
-	}
-	key, err := st.GetKey(ctx, k.ID)
+	key, err := st.CreateKey(ctx, storage.Trusted, storage.NewKey{Account: acc.ID, Name: "shutdown"}, storage.NewSecret(secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +274,7 @@ func (d shutdownDB) waitNoKeygateConns(timeout time.Duration) int {
 func (d shutdownDB) listeners() int {
 	var n int
 	d.query(`SELECT count(*) FROM pg_stat_activity
-		WHERE application_name = $1 AND datname = current_database()`, []any{storage.ListenerApplicationName}, &n)
+		WHERE application_name = $1 AND datname = current_database()`, []any{postgres.ListenerApplicationName}, &n)
 	return n
 }
 

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
-	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/postgres"
 )
 
 // TestRevocationThroughDeadListener: the network path of node B's change
@@ -34,7 +34,7 @@ func TestRevocationThroughDeadListener(t *testing.T) {
 	}
 	listener := func() int {
 		t.Helper()
-		ports := proxy.ServerPortsOf(t, dsn, storage.ListenerApplicationName)
+		ports := proxy.ServerPortsOf(t, dsn, postgres.ListenerApplicationName)
 		if len(ports) == 0 {
 			t.Fatal("node B has no listening connection through the proxy")
 		}
@@ -60,7 +60,7 @@ func TestRevocationThroughDeadListener(t *testing.T) {
 	a.gw.mustAdmin("POST", "/revoke", map[string]any{"token": secrets[0]}, http.StatusNoContent)
 	awaitRefusal(t, b.gw, secrets[0], 5*time.Second)
 	awaitCondition(t, 15*time.Second, "node B's listener reconnecting", func() bool {
-		return slices.ContainsFunc(proxy.ServerPortsOf(t, dsn, storage.ListenerApplicationName), func(p int) bool { return p != dead })
+		return slices.ContainsFunc(proxy.ServerPortsOf(t, dsn, postgres.ListenerApplicationName), func(p int) bool { return p != dead })
 	})
 	connected(1, 5*time.Second)
 	cache := func(secret string) {

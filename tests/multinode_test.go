@@ -18,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // twoNodes starts two gateways sharing one key store.
@@ -425,7 +426,7 @@ func TestOutage(t *testing.T) {
 // The notice carries 16 bits of the new token's hash, never the hash.
 func TestImportedTokenReachesOtherNode(t *testing.T) {
 	a, b := twoNodes(t, pgtest.DSN(t))
-	tokens, err := storage.NewTokenFormat("sk")
+	tokens, err := token.NewFormat("sk")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,10 +438,10 @@ func TestImportedTokenReachesOtherNode(t *testing.T) {
 	}
 
 	now := time.Now().UTC()
-	acc := storage.Account{ID: storage.NewID(storage.AccountIDPrefix), Name: "moved", Kind: storage.KindService, Scopes: []string{"apps"}, CreatedAt: now}
-	key := storage.Key{ID: storage.NewID(storage.KeyIDPrefix), AccountID: acc.ID, Name: "moved", Scopes: []string{"apps:read"}, CreatedAt: now, CreatedBy: "admin"}
-	hash := storage.HashToken(secret)
-	tok := storage.TokenRecord{Token: storage.Token{ID: storage.NewID(storage.TokenIDPrefix), KeyID: key.ID, Name: "default", Hint: storage.Hint(secret), CreatedAt: now}, Hash: hash[:]}
+	acc := storage.ExportAccount{ID: storage.NewID(storage.AccountIDPrefix), Name: "moved", Kind: storage.KindService, Scopes: []string{"apps"}, CreatedAt: now}
+	key := storage.ExportKey{ID: storage.NewID(storage.KeyIDPrefix), Account: acc.ID, Name: "moved", Scopes: []string{"apps:read"}, CreatedAt: now, CreatedBy: "admin"}
+	hash := token.Sum(secret)
+	tok := storage.ExportToken{ID: storage.NewID(storage.TokenIDPrefix), Key: key.ID, Name: "default", Hint: token.Hint(secret), CreatedAt: now, Hash: hash[:]}
 	var export strings.Builder
 	for _, rec := range []storage.ExportRecord{
 		{Type: storage.RecordAccount, Account: &acc},

@@ -15,22 +15,24 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/storage"
+	"github.com/keygate/keygate/storage/bolt"
+	"github.com/keygate/keygate/storage/token"
 )
 
 // newAPI serves the admin API on a file store as Caddy's admin endpoint
 // does (trusted, with export and import) and returns a client of it.
 func newAPI(t *testing.T) *Client {
 	t.Helper()
-	s, err := storage.OpenFile(filepath.Join(t.TempDir(), "keys.db"))
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "keys.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
-	tokens, err := storage.NewTokenFormat("sk")
+	t.Cleanup(func() { _ = b.Close() })
+	tokens, err := token.NewFormat("sk")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := admin.New(s, tokens, zap.NewNop())
+	h := admin.New(storage.New(b), tokens, zap.NewNop())
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(admin.WithPrincipal(r.Context(), admin.Trusted))
 		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/apikeys")

@@ -11,6 +11,7 @@ import (
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/admin/client"
 	"github.com/keygate/keygate/storage"
+	tokenfmt "github.com/keygate/keygate/storage/token"
 )
 
 // keyCommands are "caddy apikey create|list|get|update|revoke".
@@ -240,7 +241,7 @@ func cmdRevoke(e *env, args []string) error {
 		return err
 	}
 	if !e.json {
-		fmt.Fprintf(e.out, "Revoked token %s.\n", storage.Hint(token))
+		fmt.Fprintf(e.out, "Revoked token %s.\n", tokenfmt.Hint(token))
 	}
 	return nil
 }
