@@ -13,7 +13,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:      "apikey",
-		Usage:     "<account|create|list|get|update|rotate|revoke|token|audit|whoami|export|import> [--address <listen>] [--config <path> [--adapter <name>]] [--json] [flags]",
+		Usage:     "<account|create|list|get|update|rotate|revoke|token|audit|whoami|export|import|version> [--address <listen>] [--config <path> [--adapter <name>]] [--json] [flags]",
 		Short:     "Manages Keygate accounts, API keys and tokens of a running Caddy",
 		Long:      long,
 		CobraFunc: Setup,
@@ -42,6 +42,7 @@ API on the admin endpoint of a running Caddy (under /apikeys/).
   caddy apikey whoami
   caddy apikey export [--output keys.jsonl]
   caddy apikey import <keys.jsonl | ->
+  caddy apikey version
 
 The admin endpoint is found like 'caddy reload' finds it: --address if given,
 else the admin address of the --config file (adapted with --adapter), else
@@ -83,4 +84,5 @@ func Setup(cmd *cobra.Command) {
 	cmd.AddCommand(keyCommands()...)
 	cmd.AddCommand(rotateCommand(), tokenCommand(), auditCommand(), whoamiCommand())
 	cmd.AddCommand(transferCommands()...)
+	cmd.AddCommand(versionCommand())
 }
