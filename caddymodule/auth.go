@@ -23,7 +23,7 @@ import (
 
 func init() {
 	caddy.RegisterModule(AuthHandler{})
-	httpcaddyfile.RegisterHandlerDirective("apikey_auth", parseAuthDirective)
+	httpcaddyfile.RegisterDirective("apikey_auth", parseAuthDirective)
 	httpcaddyfile.RegisterDirectiveOrder("apikey_auth", httpcaddyfile.Before, "basic_auth")
 }
 
@@ -46,7 +46,7 @@ const (
 // The scope table maps method and path patterns to a scope, "public" or
 // "authenticated"; the most specific pattern wins whatever the order, and
 // Default applies to the rest. With Require instead, every request needs
-// all of those scopes (use it under a matcher). With neither, any valid key
+// all of those scopes (use it with Match). With neither, any valid key
 // passes.
 type AuthHandler struct {
 	// Headers are the credential sources, in order. Authorization accepts
@@ -69,7 +69,14 @@ type AuthHandler struct {
 	// get 400. Backslashes, ";", encoded control bytes and double encoding
 	// get 400 either way.
 	AllowEncodedSlash bool `json:"allow_encoded_slash,omitempty"`
+	// MatchRaw limits the key check to requests that any of these matcher
+	// sets matches; the rest go on unchecked. Unlike a route's "match", it
+	// reads the request after it is made canonical (or refused, matched
+	// or not): see guard.go. "apikey_auth <matcher>" in the Caddyfile
+	// puts the matcher here.
+	MatchRaw caddyhttp.RawMatcherSets `json:"match,omitempty" caddy:"namespace=http.matchers"`
 
+	matchers caddyhttp.MatcherSets
 	app      *App
 	tokens   token.Format
 	sources  []string
@@ -102,10 +109,7 @@ type access struct {
 // answers are the handler's refusals that do not depend on the route.
 type answers struct {
 	unauthorized, invalidToken, expired, disabled, invalidRequest, forbidden, unavailable *denial
-	// badPath holds the 400 for each pathFault; badMethod is the 400 for
-	// a method that is not a token.
-	badPath   [numPathFaults]*denial
-	badMethod *denial
+	requestAnswers
 }
 
 // CaddyModule returns the Caddy module information.
@@ -125,6 +129,9 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appModule.(*App)
 	h.tokens = h.app.Tokens()
+	if err := h.provisionMatch(ctx); err != nil {
+		return err
+	}
 	return h.compile()
 }
 
@@ -157,10 +164,7 @@ func (h *AuthHandler) compile() error {
 		forbidden:      newDenial(resultForbidden, http.StatusForbidden, "forbidden", "no API route matches this request", "", nil),
 		unavailable:    newDenial(resultUnavailable, http.StatusServiceUnavailable, "unavailable", "the key store is unavailable; retry later", "", nil),
 	}
-	h.answers.badMethod = newDenial(resultInvalidRequest, http.StatusBadRequest, "invalid_request", "the request method is not an HTTP method token", "", nil)
-	for f := pathOK + 1; f < numPathFaults; f++ {
-		h.answers.badPath[f] = newDenial(resultInvalidRequest, http.StatusBadRequest, "invalid_request", pathFaultMessages[f], "", nil)
-	}
+	h.answers.requestAnswers = newRequestAnswers()
 
 	if len(h.Require) > 0 {
 		if len(h.Routes) > 0 || h.Default != "" {
@@ -231,7 +235,15 @@ func (h *AuthHandler) newAccess(words []string) (*access, error) {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.matchers != nil {
+		return h.serveMatched(w, r, next)
+	}
 	cred, denied := h.authorize(r)
+	return h.serve(w, r, next, cred, denied)
+}
+
+// serve answers the decision of authorize or decide.
+func (h *AuthHandler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, cred *storage.Credential, denied *denial) error {
 	if denied != nil {
 		return denied.serve(w, r)
 	}
@@ -256,6 +268,12 @@ func (h *AuthHandler) authorize(r *http.Request) (*verified, *denial) {
 		stripCredentials(r.Header, h.sources) // handle_errors routes may still proxy it
 		return nil, bad
 	}
+	return h.decide(r, path, escaped)
+}
+
+// decide is authorize for a request already made canonical; path and
+// escaped are what canonicalRequest returned.
+func (h *AuthHandler) decide(r *http.Request, path string, escaped bool) (*storage.Credential, *denial) {
 	acc := h.route(r.Method, path, escaped)
 	token, found := extractCredential(r.Header, h.sources, h.tokens)
 	stripCredentials(r.Header, h.sources)
@@ -341,10 +359,25 @@ func setPlaceholders(r *http.Request, cred *verified) {
 //		require <scope>...
 //		allow_encoded_slash
 //	}
-func parseAuthDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+//
+// The matcher goes in the handler's "match", not on its route (see
+// guard.go), so the route has none.
+func parseAuthDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
 	a := new(AuthHandler)
-	err := a.UnmarshalCaddyfile(h.Dispenser)
-	return a, err
+	if err := a.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if matcherSet != nil {
+		a.MatchRaw = caddyhttp.RawMatcherSets{matcherSet}
+	}
+	return h.NewRoute(nil, a), nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
