@@ -243,7 +243,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 }
 
 // serve answers the decision of authorize or decide.
-func (h *AuthHandler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, cred *storage.Credential, denied *denial) error {
+func (h *AuthHandler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, cred *verified, denied *denial) error {
 	if denied != nil {
 		return denied.serve(w, r)
 	}
@@ -273,7 +273,7 @@ func (h *AuthHandler) authorize(r *http.Request) (*verified, *denial) {
 
 // decide is authorize for a request already made canonical; path and
 // escaped are what canonicalRequest returned.
-func (h *AuthHandler) decide(r *http.Request, path string, escaped bool) (*storage.Credential, *denial) {
+func (h *AuthHandler) decide(r *http.Request, path string, escaped bool) (*verified, *denial) {
 	acc := h.route(r.Method, path, escaped)
 	token, found := extractCredential(r.Header, h.sources, h.tokens)
 	stripCredentials(r.Header, h.sources)
