@@ -93,7 +93,7 @@ func (c *credits) takeUpTo(n int64) int64 {
 		}
 		if c.word.CompareAndSwap(w, w-uint64(t)) {
 			if availOf(w)-t < c.lowWater.Load() && !c.refilling.Load() {
-				c.l.startRefill(c, 0, c.l.clock.Now().UnixNano())
+				c.l.startRefill(c, 0, c.l.now())
 			}
 			return t
 		}
@@ -224,7 +224,7 @@ func (l *Limiter) takeSlow(ctx context.Context, q *Query, now int64) (*credits, 
 			if l.closed.Load() {
 				return c, 0, ReasonUnavailable
 			}
-			now = l.clock.Now().UnixNano()
+			now = l.now()
 			continue // blocked or forgotten meanwhile
 		}
 		if timeout == nil {
@@ -232,7 +232,7 @@ func (l *Limiter) takeSlow(ctx context.Context, q *Query, now int64) (*credits, 
 		}
 		select {
 		case <-ch:
-			now = l.clock.Now().UnixNano()
+			now = l.now()
 		case <-ctx.Done():
 			return c, 0, c.waitReason()
 		case <-timeout:
@@ -288,11 +288,13 @@ func (c *credits) nextWant(need int64, now int64) int64 {
 		spent := max(c.availAfter-availOf(c.word.Load()), 0)
 		elapsed := max(now-c.grantedAt, int64(o.LeaseSpan/20))
 		inst := float64(spent) / time.Duration(elapsed).Seconds()
+		// A sample as long as LeaseSpan replaces the estimate; shorter
+		// ones (a busy key's) move it half way.
+		w := max(0.5, min(1, float64(elapsed)/float64(o.LeaseSpan)))
 		if c.rate == 0 {
-			c.rate = inst
-		} else {
-			c.rate = (c.rate + inst) / 2
+			w = 1
 		}
+		c.rate = (1-w)*c.rate + w*inst
 	}
 	want := int64(math.Ceil(c.rate * o.LeaseSpan.Seconds()))
 	want = min(max(want, o.MinLease), o.MaxLease)
@@ -309,7 +311,7 @@ func (l *Limiter) refill(c *credits, ch chan struct{}, want int64, gen uint32) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.opt.LeaseTimeout)
 	defer cancel()
 	lease, err := l.store.LeaseCredits(ctx, c.keyID, want, l.clock.Now())
-	now := l.clock.Now().UnixNano()
+	now := l.now()
 	giveBack := false
 	c.mu.Lock()
 	switch {
@@ -422,7 +424,7 @@ func (l *Limiter) giveBack(ctx context.Context, s *subject, c *credits, force bo
 
 // returnAll gives back every lease (Close).
 func (l *Limiter) returnAll(ctx context.Context) {
-	now := l.clock.Now().UnixNano()
+	now := l.now()
 	l.subjects.Range(func(_, v any) bool {
 		s := v.(*subject)
 		if c := s.credits.Load(); c != nil {

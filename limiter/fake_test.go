@@ -92,7 +92,8 @@ type memStore struct {
 	returned int64 // credits taken back
 	wants    []int64
 	syncs    int
-	leases   int
+	leases   int // leases granted
+	attempts int // lease calls, failed ones too
 	down     bool
 	// leaseGate, when set, is received from before a lease is answered.
 	leaseGate chan struct{}
@@ -156,6 +157,7 @@ func (m *memStore) LeaseCredits(ctx context.Context, keyID string, want int64, n
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.attempts++
 	if m.down {
 		return storage.CreditLease{}, errDown
 	}

@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"cmp"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ type simConfig struct {
 	interval time.Duration // T
 	latency  time.Duration // d: adds land at d/2, totals applied at d
 	duration time.Duration
+	tick     time.Duration // the simulation's step; 1 ms when zero
 	noSync   bool
 }
 
@@ -42,7 +44,7 @@ type simResult struct {
 // deterministic, no goroutines, no sleeps.
 func simulate(t *testing.T, cfg simConfig) simResult {
 	t.Helper()
-	const tick = time.Millisecond
+	tick := cmp.Or(cfg.tick, time.Millisecond)
 	clk := newClock()
 	st := newStore()
 	start := clk.Now()
@@ -129,7 +131,7 @@ func TestWindowsAcrossNodesBound(t *testing.T) {
 			interval: 250 * time.Millisecond, latency: 10 * time.Millisecond, duration: 20 * time.Second}},
 		{"2 nodes, 1000/h, 1 s sync, offered at 4x", simConfig{nodes: 2, rate: 4000.0 / 3600,
 			window:   storage.Window{Name: "h", Limit: 1000, Length: time.Hour},
-			interval: time.Second, latency: 2 * time.Millisecond, duration: 3 * time.Hour}},
+			interval: time.Second, latency: 20 * time.Millisecond, duration: 3 * time.Hour, tick: 10 * time.Millisecond}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

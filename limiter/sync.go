@@ -45,7 +45,7 @@ func (b *batch) add(s *subject, w *window, sl *slot, ownPrev bool) {
 func (l *Limiter) Sync(ctx context.Context) error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
-	b := l.prepare(l.clock.Now().UnixNano())
+	b := l.prepare(l.now())
 	var first error
 	for len(b.deltas) > 0 {
 		n := min(len(b.deltas), maxBatch)
@@ -178,6 +178,9 @@ func (l *Limiter) run() {
 				}
 			}
 		}
+		if l.sys != nil {
+			l.sys.rebase()
+		}
 		last = l.clock.Now()
 		ctx, cancel := context.WithTimeout(l.ctx, l.opt.SyncTimeout)
 		_ = l.Sync(ctx) // logged; the counts stay pending
@@ -195,7 +198,7 @@ func (l *Limiter) run() {
 // unused credits go back to the store. The sync loop calls it every
 // SweepInterval.
 func (l *Limiter) Sweep(ctx context.Context) {
-	now := l.clock.Now().UnixNano()
+	now := l.now()
 	var idle []*subject
 	l.subjects.Range(func(k, v any) bool {
 		s := v.(*subject)

@@ -82,7 +82,7 @@ func (w *window) wait(limit int64, now int64) time.Duration {
 		// has faded enough.
 		at = length + (1-room/c)*length
 	}
-	return time.Duration(math.Round(at - float64(now-w.cur.start)))
+	return max(time.Duration(math.Round(at-float64(now-w.cur.start))), time.Nanosecond)
 }
 
 // find returns the window of s named like spec, making it, or making it
@@ -120,17 +120,16 @@ const epsilon = 1e-6
 
 // entry is one window a request is decided against.
 type entry struct {
-	w       *window
-	s       *subject
-	limit   int64
-	est     float64
-	account bool
+	w     *window
+	limit int64
+	est   float64
 }
 
 // held is the subjects a decision locked and the windows it looked at.
 type held struct {
 	key, acct         *subject
 	lockKey, lockAcct bool
+	refused           bool // a window had no room
 	n                 int
 	inline            [inlineWindows]entry
 	more              []entry
@@ -211,43 +210,46 @@ func (l *Limiter) lock(h *held, q *Query, needCredits bool, now int64) {
 // statuses. It returns false, with d saying why, when one has no room.
 func (l *Limiter) checkWindows(d *Decision, h *held, q *Query, now int64) bool {
 	ok := true
-	var longest time.Duration
-	check := func(s *subject, specs []storage.Window, account bool) {
-		for i := range specs {
-			spec := &specs[i]
-			if spec.Length <= 0 {
-				continue
-			}
-			w := s.find(spec)
-			w.roll(now)
-			w.touched = true
-			est := w.estimate(now)
-			ws := d.addWindow(WindowStatus{Name: spec.Name, Account: account, Limit: spec.Limit,
-				Length: spec.Length, Remaining: remaining(spec.Limit, est),
-				Reset: time.Duration(w.cur.start + w.length - now)})
-			if est+1 > float64(spec.Limit)+epsilon {
-				ws.Remaining = 0
-				ws.Reset = w.wait(spec.Limit, now)
-				if ok || ws.Reset > longest {
-					longest = ws.Reset
-					d.Window, d.WindowAccount = spec.Name, account
-				}
-				ok = false
-			}
-			h.add(entry{w: w, s: s, limit: spec.Limit, est: est, account: account})
-		}
-		l.touch(s)
-	}
 	if len(q.KeyLimits) > 0 {
-		check(h.key, q.KeyLimits, false)
+		ok = l.checkSubject(d, h, h.key, q.KeyLimits, false, now)
 	}
 	if h.acct != nil {
-		check(h.acct, q.AccountLimits, true)
+		ok = l.checkSubject(d, h, h.acct, q.AccountLimits, true, now) && ok
 	}
 	if !ok {
 		d.Reason = ReasonRateLimited
-		d.RetryAfter = longest
 	}
+	return ok
+}
+
+// checkSubject is checkWindows for the windows of one subject.
+func (l *Limiter) checkSubject(d *Decision, h *held, s *subject, specs []storage.Window, account bool, now int64) bool {
+	ok := true
+	for i := range specs {
+		spec := &specs[i]
+		if spec.Length <= 0 {
+			continue
+		}
+		w := s.find(spec)
+		w.roll(now)
+		w.touched = true
+		est := w.estimate(now)
+		ws := d.addWindow(WindowStatus{Name: spec.Name, Account: account, Limit: spec.Limit,
+			Length: spec.Length, Remaining: remaining(spec.Limit, est),
+			Reset: time.Duration(w.cur.start + w.length - now)})
+		if est+1 > float64(spec.Limit)+epsilon {
+			ws.Remaining = 0
+			ws.Reset = w.wait(spec.Limit, now)
+			// Name the window with room the latest.
+			if !h.refused || ws.Reset > d.RetryAfter {
+				d.RetryAfter = ws.Reset
+				d.Window, d.WindowAccount = spec.Name, account
+			}
+			h.refused, ok = true, false
+		}
+		h.add(entry{w: w, limit: spec.Limit, est: est})
+	}
+	l.touch(s)
 	return ok
 }
 
