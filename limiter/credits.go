@@ -316,7 +316,7 @@ func (l *Limiter) refill(c *credits, ch chan struct{}, want int64, gen uint32) {
 	c.mu.Lock()
 	switch {
 	case err != nil:
-		if !c.failed {
+		if !c.failed && l.ctx.Err() == nil {
 			l.log.Warn("credits could not be leased; spending what is held", zap.String("key", c.keyID), zap.Error(err))
 		}
 		c.failed = true

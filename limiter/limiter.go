@@ -231,7 +231,7 @@ type Query struct {
 	KeyID     string
 	KeyLimits []storage.Window
 	// AccountID and AccountLimits are the windows shared by the
-	// account's keys; AccountID may be empty when there are none.
+	// account's keys; without an AccountID they are not applied.
 	AccountID     string
 	AccountLimits []storage.Window
 	// Credits says the key has a credit balance (a non-nil

@@ -185,7 +185,7 @@ func (l *Limiter) lock(h *held, q *Query, needCredits bool, now int64) {
 		if len(q.KeyLimits) > 0 || needCredits {
 			h.key = l.subject(q.KeyID)
 		}
-		if len(q.AccountLimits) > 0 {
+		if len(q.AccountLimits) > 0 && q.AccountID != "" {
 			h.acct = l.subject(q.AccountID)
 		}
 		if len(q.KeyLimits) > 0 {
