@@ -71,6 +71,9 @@ type WindowCount struct {
 	Name    string
 	Start   time.Time
 	Count   int64
+	// Previous is the total of the window before Start (Start - Length)
+	// across all nodes: a sliding-window estimate weighs it in.
+	Previous int64
 }
 
 // CreditLease is a block of credits a node took from a key's balance. The
