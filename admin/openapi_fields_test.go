@@ -59,7 +59,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Account": Account{}, "Key": Key{}, "Token": Token{}, "KeyWithSecret": KeyWithSecret{},
 		"TokenWithSecret": TokenWithSecret{}, "RotatedToken": RotatedToken{}, "AuditEvent": AuditEvent{},
 		"Whoami": Whoami{}, "AccountList": List[Account]{}, "KeyList": List[Key]{}, "AuditEventList": List[AuditEvent]{},
-		"ImportResult": ImportResult{},
+		"ImportResult":         ImportResult{},
 		"CreateAccountRequest": CreateAccountRequest{}, "UpdateAccountRequest": UpdateAccountRequest{},
 		"CreateKeyRequest": CreateKeyRequest{}, "UpdateKeyRequest": UpdateKeyRequest{},
 		"CreateTokenRequest": CreateTokenRequest{}, "UpdateTokenRequest": UpdateTokenRequest{},
