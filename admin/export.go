@@ -110,11 +110,16 @@ func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
 }
 
 // failLine answers an import error, naming the line and how many records
-// were imported before it.
+// were imported before it; an error of the store itself (unavailable,
+// internal) is answered as elsewhere.
 func (h *Handler) failLine(w http.ResponseWriter, r *http.Request, line, imported int, err error) {
 	var ae *apiError
+	var se *storage.Error
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &se):
+		ae = ruleError(se)
+		ae.message = fmt.Sprintf("line %d: %s", line, ae.message)
 	case errors.Is(err, storage.ErrInvalid):
 		ae = errInvalid("", "line %d: %v", line, err)
 	default:

@@ -49,7 +49,10 @@ type Handler struct {
 	tokens token.Format
 	logger *zap.Logger
 	mux    *http.ServeMux
-	routes []Route
+	// trusted serves Caddy's admin endpoint: the routes only it has, then
+	// mux.
+	trusted *http.ServeMux
+	routes  []Route
 }
 
 // New returns the admin API on the keystore ks, issuing tokens of the
@@ -77,25 +80,54 @@ func New(ks *storage.Keystore, tokens token.Format, logger *zap.Logger) *Handler
 	h.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 	h.routes = append(h.routes, Route{Method: "GET", Path: "/openapi.json"})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if allow := h.allowedMethods(r); len(allow) > 0 {
-			w.Header().Set("Allow", strings.Join(allow, ", "))
-			writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
-				message: fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+		if allow := allowedMethods(h.mux, r); len(allow) > 0 {
+			methodNotAllowed(w, r, allow)
+			return
+		}
+		if _, pattern := h.trusted.Handler(r); pattern != "/" {
+			writeError(w, errNotFound("%s %s is served on Caddy's admin endpoint only", r.Method, r.URL.Path))
 			return
 		}
 		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
 	})
+
+	// Export and import move token hashes: Caddy's admin endpoint only.
+	h.trusted = http.NewServeMux()
+	h.trustedRoute("GET /export", h.ServeExport)
+	h.trustedRoute("POST /import", h.ServeImport)
+	h.trusted.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(h.trusted, r); len(allow) > 0 {
+			methodNotAllowed(w, r, allow)
+			return
+		}
+		h.mux.ServeHTTP(w, r)
+	})
 	return h
 }
 
-// allowedMethods returns the methods some route serves on r's path: the
-// catch-all route answers every method, so the mux cannot say 405 itself.
-func (h *Handler) allowedMethods(r *http.Request) []string {
+// trustedRoute registers fn under pattern on Caddy's admin endpoint only.
+func (h *Handler) trustedRoute(pattern string, fn http.HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	h.routes = append(h.routes, Route{Method: method, Path: path, AdminEndpointOnly: true})
+	h.trusted.HandleFunc(pattern, fn)
+}
+
+// methodNotAllowed answers 405 with the methods the path allows.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow []string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+		message: fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+}
+
+// allowedMethods returns the methods some route of mux serves on r's
+// path: the catch-all route answers every method, so the mux cannot say
+// 405 itself.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
 		probe := *r
 		probe.Method = m
-		if _, pattern := h.mux.Handler(&probe); pattern != "/" {
+		if _, pattern := mux.Handler(&probe); pattern != "/" {
 			allow = append(allow, m)
 			if m == http.MethodGet {
 				allow = append(allow, http.MethodHead) // the mux serves HEAD with GET
@@ -109,8 +141,12 @@ func (h *Handler) allowedMethods(r *http.Request) []string {
 type Route struct {
 	Method, Path string
 	// Scope is the scope the route requires; empty when any caller may
-	// use it (any valid key for /whoami, anyone for /openapi.json).
+	// use it (any valid key for /whoami, anyone for /openapi.json) and on
+	// the routes of Caddy's admin endpoint only.
 	Scope string
+	// AdminEndpointOnly routes are served by ServeTrusted only, never
+	// through apikey_admin.
+	AdminEndpointOnly bool
 }
 
 // Routes returns the routes the handler serves.
@@ -144,7 +180,15 @@ func (h *Handler) route(pattern, requiredScope string, fn handlerFunc) {
 	})
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler: the API as apikey_admin serves it,
+// as the request's Principal.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
+}
+
+// ServeTrusted serves the API as Caddy's admin endpoint does: as the
+// Trusted principal, with the routes only that endpoint has (GET /export
+// and POST /import, which move token hashes).
+func (h *Handler) ServeTrusted(w http.ResponseWriter, r *http.Request) {
+	h.trusted.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Trusted)))
 }

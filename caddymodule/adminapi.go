@@ -55,18 +55,10 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return json.NewEncoder(w).Encode(map[string]string{"error": "unavailable", "message": err.Error()})
 	}
-	r2 := r.Clone(admin.WithPrincipal(r.Context(), admin.Trusted))
+	r2 := r.Clone(r.Context())
 	r2.URL.Path = strings.TrimPrefix(r.URL.Path, AdminAPIPrefix)
 	r2.URL.RawPath = ""
-	// Export and import move token hashes: only on this trusted endpoint.
-	switch {
-	case r2.Method == http.MethodGet && r2.URL.Path == "/export":
-		h.ServeExport(w, r2)
-	case r2.Method == http.MethodPost && r2.URL.Path == "/import":
-		h.ServeImport(w, r2)
-	default:
-		h.ServeHTTP(w, r2)
-	}
+	h.ServeTrusted(w, r2)
 	return nil
 }
 
