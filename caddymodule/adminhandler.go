@@ -94,8 +94,7 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		}
 		return a.answers.unavailable.serve(w, r)
 	}
-	if _, _, bad := a.answers.canonical(r, h.Auth.AllowEncodedSlash); bad != nil {
-		a.strip(r) // handle_errors routes may still proxy it
+	if _, _, bad := a.canonical(r, h.Auth.AllowEncodedSlash); bad != nil {
 		return bad.serve(w, r)
 	}
 	cred, denied := a.authenticate(r)

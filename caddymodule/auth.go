@@ -223,9 +223,8 @@ func (h *AuthHandler) serve(w http.ResponseWriter, r *http.Request, next caddyht
 // route matches is itself read from the path), and the request goes on
 // with them: see requestpath.go.
 func (h *AuthHandler) authorize(r *http.Request) (*verified, *denial) {
-	path, escaped, bad := h.answers.canonical(r, h.AllowEncodedSlash)
+	path, escaped, bad := h.canonical(r, h.AllowEncodedSlash)
 	if bad != nil {
-		h.strip(r) // handle_errors routes may still proxy it
 		return nil, bad
 	}
 	return h.decide(r, path, escaped)

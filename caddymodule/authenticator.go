@@ -102,6 +102,18 @@ func (a *Authenticator) insufficientScope(s string) *denial {
 // travels upstream or into later handlers and logs.
 func (a *Authenticator) strip(r *http.Request) { stripCredentials(r.Header, a.sources) }
 
+// canonical makes the request's method and path canonical, in place
+// (requestpath.go), and returns the path to match, or the 400 refusal; a
+// refused request loses its credential too, since handle_errors routes
+// may still proxy it.
+func (a *Authenticator) canonical(r *http.Request, allowEncodedSlash bool) (path string, escaped bool, bad *denial) {
+	path, escaped, bad = a.answers.canonical(r, allowEncodedSlash)
+	if bad != nil {
+		a.strip(r)
+	}
+	return path, escaped, bad
+}
+
 // authenticate reads the request's credential, strips every source and
 // verifies the key. It returns the caller's credential, or the refusal:
 // 401 for a missing, conflicting, malformed, unknown, disabled or expired
