@@ -53,13 +53,15 @@ type Handler struct {
 	// mux.
 	trusted *http.ServeMux
 	routes  []Route
+	// scopes maps each route's mux pattern to the scope it requires.
+	scopes map[string]string
 }
 
 // New returns the admin API on the keystore ks, issuing tokens of the
 // given format. It parses requests, calls the keystore, which applies
 // every rule, and renders the answer.
 func New(ks *storage.Keystore, tokens token.Format, logger *zap.Logger) *Handler {
-	h := &Handler{ks: ks, tokens: tokens, logger: logger, mux: http.NewServeMux()}
+	h := &Handler{ks: ks, tokens: tokens, logger: logger, mux: http.NewServeMux(), scopes: map[string]string{}}
 	h.route("POST /accounts", "accounts:create", h.createAccount)
 	h.route("GET /accounts", "accounts:read", h.listAccounts)
 	h.route("GET /accounts/{id}", "accounts:read", h.getAccount)
@@ -160,16 +162,17 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p Principal) error
 func (h *Handler) route(pattern, requiredScope string, fn handlerFunc) {
 	method, path, _ := strings.Cut(pattern, " ")
 	h.routes = append(h.routes, Route{Method: method, Path: path, Scope: requiredScope})
+	h.scopes[pattern] = requiredScope
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, ok := PrincipalFrom(r.Context())
 		if !ok {
 			writeError(w, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "no credential"})
 			return
 		}
-		if requiredScope != "" && !scope.AnyCovers(p.Scopes, requiredScope) {
+		if lacks(p, requiredScope) {
 			writeError(w, &apiError{
 				status: http.StatusForbidden, code: "insufficient_scope",
-				message: "this key lacks the scope " + requiredScope,
+				message: "the API key lacks the scope " + requiredScope,
 				extra:   map[string]any{"required_scope": requiredScope},
 			})
 			return
@@ -178,6 +181,24 @@ func (h *Handler) route(pattern, requiredScope string, fn handlerFunc) {
 			h.fail(w, r, err)
 		}
 	})
+}
+
+// lacks reports whether p lacks the scope a route requires ("" for none).
+func lacks(p Principal, requiredScope string) bool {
+	return requiredScope != "" && !scope.AnyCovers(p.Scopes, requiredScope)
+}
+
+// MissingScope returns the scope that the route r goes to requires and p
+// lacks, or "" when p may call that route or r goes to none (the handler
+// answers those). The handler refuses such calls itself, with 403
+// insufficient_scope; a caller that answers refusals its own way (with
+// the challenge of its realm) asks first.
+func (h *Handler) MissingScope(r *http.Request, p Principal) string {
+	_, pattern := h.mux.Handler(r)
+	if required := h.scopes[pattern]; lacks(p, required) {
+		return required
+	}
+	return ""
 }
 
 // ServeHTTP implements http.Handler: the API as apikey_admin serves it,
