@@ -106,4 +106,3 @@ func compareCounters(a, b Counter) int {
 	return cmp.Or(strings.Compare(a.Subject, b.Subject), strings.Compare(a.Name, b.Name),
 		cmp.Compare(a.Length, b.Length), a.Start.Compare(b.Start))
 }
-
