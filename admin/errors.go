@@ -71,7 +71,8 @@ func ruleError(e *storage.Error) *apiError {
 	case e.Scope != "":
 		return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message, extra: map[string]any{"scope": e.Scope}}
 	}
-	return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message}
+	// A refusal of a usage policy names the field it refuses.
+	return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message, field: e.Field}
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {

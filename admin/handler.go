@@ -50,6 +50,7 @@ type Handler struct {
 	logger *zap.Logger
 	mux    *http.ServeMux
 	routes []Route
+	usage  usage
 }
 
 // New returns the admin API on the keystore ks, issuing tokens of the
