@@ -193,6 +193,14 @@ func exportKey(k *Key, b *CreditBalance) ExportRecord {
 	return rec
 }
 
+func exportToken(t *TokenRecord) ExportRecord {
+	return ExportRecord{Type: RecordToken, Version: ExportVersion, Token: &ExportToken{
+		ID: t.ID, Key: t.KeyID, Name: t.Name, Description: t.Description, Tags: tagsOrEmpty(t.Tags),
+		Hint: t.Hint, ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt,
+		RotatedTo: t.RotatedTo, RotatedAt: t.RotatedAt, Hash: t.Hash[:],
+	}}
+}
+
 // ImportOutcome says how an imported record compares with what the store
 // held under its id.
 type ImportOutcome int

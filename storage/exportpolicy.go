@@ -91,11 +91,3 @@ func importCredits(keyID string, r *ExportCredits, old *CreditBalance, at time.T
 	}
 	return b, nil
 }
-
-func exportToken(t *TokenRecord) ExportRecord {
-	return ExportRecord{Type: RecordToken, Version: ExportVersion, Token: &ExportToken{
-		ID: t.ID, Key: t.KeyID, Name: t.Name, Description: t.Description, Tags: tagsOrEmpty(t.Tags),
-		Hint: t.Hint, ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt,
-		RotatedTo: t.RotatedTo, RotatedAt: t.RotatedAt, Hash: t.Hash[:],
-	}}
-}
