@@ -78,3 +78,20 @@ func TestSettle(t *testing.T) {
 		t.Fatalf("a new record's epoch %d is below the clock", e)
 	}
 }
+
+func TestWindowStartAt(t *testing.T) {
+	for _, tt := range []struct {
+		length   time.Duration
+		at, want string
+	}{
+		{time.Minute, "2026-03-14T15:09:26Z", "2026-03-14T15:09:00Z"},
+		{24 * time.Hour, "2026-03-14T15:09:26Z", "2026-03-14T00:00:00Z"},
+		{7 * time.Second, "1970-01-01T00:00:20Z", "1970-01-01T00:00:14Z"},
+		{time.Hour, "2026-03-14T15:09:26+05:30", "2026-03-14T09:00:00Z"},
+	} {
+		got := Window{Length: tt.length}.StartAt(utc(tt.at))
+		if !got.Equal(utc(tt.want)) || got.Location() != time.UTC {
+			t.Errorf("StartAt(%s, %v) = %v, want %s", tt.at, tt.length, got, tt.want)
+		}
+	}
+}

@@ -151,3 +151,17 @@ type CounterAdd struct {
 	// neither the current nor the previous one (Start + 2 × Length).
 	ExpiresAt time.Time
 }
+
+// StartAt returns the start of the window w that holds t: t truncated to
+// w.Length since the Unix epoch, in UTC, as WindowDelta.Start wants it.
+func (w Window) StartAt(t time.Time) time.Time {
+	us, l := t.UnixMicro(), w.Length.Microseconds()
+	if l <= 0 {
+		return t.UTC()
+	}
+	mod := us % l
+	if mod < 0 {
+		mod += l
+	}
+	return time.UnixMicro(us - mod).UTC()
+}
