@@ -36,8 +36,8 @@ func decodeAt(field string, raw json.RawMessage, v any) error {
 	switch {
 	case errors.As(err, &te):
 		f := field
-		if te.Field != "" {
-			f += "." + te.Field
+		if inner := jsonPath(te.Field); inner != "" {
+			f += "." + inner
 		}
 		return errInvalid(f, "%s must be of type %s, not %s", f, te.Type, te.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):

@@ -139,3 +139,26 @@ func TestKeyUsage(t *testing.T) {
 		t.Errorf("usage after the reporter was removed: %v", out["usage"])
 	}
 }
+
+// TestTypeErrorFieldsAreJSONNames: a value of the wrong type names its
+// JSON field, not the Go struct it is decoded through.
+func TestTypeErrorFieldsAreJSONNames(t *testing.T) {
+	h, _ := newFileHandler(t)
+	apiCall(t, h, "POST", "/accounts", map[string]any{"name": "a"})
+	_, key := apiCall(t, h, "POST", "/keys", map[string]any{"account": "a", "name": "k"})
+	for _, tt := range []struct {
+		method, path string
+		body         map[string]any
+		field        string
+	}{
+		{"POST", "/accounts", map[string]any{"name": 5}, "name"},
+		{"PATCH", "/accounts/a", map[string]any{"team": 5}, "team"},
+		{"POST", "/keys", map[string]any{"account": "a", "name": "x", "tags": []string{}}, "tags"},
+		{"PATCH", "/keys/" + key["id"].(string), map[string]any{"description": 5}, "description"},
+	} {
+		code, out := apiCall(t, h, tt.method, tt.path, tt.body)
+		if code != http.StatusBadRequest || out["field"] != tt.field {
+			t.Errorf("%s %s %v: %d %v, want 400 naming %q", tt.method, tt.path, tt.body, code, out, tt.field)
+		}
+	}
+}
