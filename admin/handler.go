@@ -55,6 +55,7 @@ type Handler struct {
 	routes  []Route
 	// scopes maps each route's mux pattern to the scope it requires.
 	scopes map[string]string
+	usage  usage
 }
 
 // New returns the admin API on the keystore ks, issuing tokens of the

@@ -50,6 +50,14 @@ var tests = []test{
 	{"ConcurrentRotations", testConcurrentRotations},
 	{"ConcurrentLifecycle", testConcurrentLifecycle},
 	{"RotateRacesExpiryEdit", testRotateRacesExpiryEdit},
+	{"Policies", testPolicies},
+	{"PolicyRule", testPolicyRule},
+	{"Credits", testCredits},
+	{"CreditRefill", testCreditRefill},
+	{"ConcurrentLeases", testConcurrentLeases},
+	{"SyncWindows", testSyncWindows},
+	{"PruneWindows", testPruneWindows},
+	{"ConcurrentSyncs", testConcurrentSyncs},
 }
 
 // Run runs the conformance suite, each test as a subtest on a fresh
