@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/limiter"
 	"github.com/keygate/keygate/storage"
 	"github.com/keygate/keygate/storage/bolt"
 	"github.com/keygate/keygate/storage/cache"
@@ -148,7 +149,9 @@ func (a *App) Start() error {
 	if err := a.cache.open(); err != nil {
 		return err
 	}
-	a.adminAPI.Store(admin.New(a.store.get(), a.tokens, a.logger.Named("admin")))
+	api := admin.New(a.store.get(), a.tokens, a.logger.Named("admin"))
+	api.SetUsageReporter(storeUsage{a.store.get()})
+	a.adminAPI.Store(api)
 	a.warnUnredactedLogs()
 	return nil
 }
@@ -177,6 +180,9 @@ func (a *App) Cleanup() error {
 
 // Tokens returns the token format of this app.
 func (a *App) Tokens() token.Format { return a.tokens }
+
+// limiter returns the store's limiter, or nil before Start.
+func (a *App) limiter() *limiter.Limiter { return a.store.limiter() }
 
 // verifier returns the cache, or nil before Start.
 func (a *App) verifier() *cache.Cache[*verified] { return a.cache.get() }

@@ -64,6 +64,9 @@ type AuthHandler struct {
 	// or not): see guard.go. "apikey_auth <matcher>" in the Caddyfile
 	// puts the matcher here.
 	MatchRaw caddyhttp.RawMatcherSets `json:"match,omitempty" caddy:"namespace=http.matchers"`
+	// UsageSettings say how credits are charged and rate limits shown
+	// (usage.go).
+	UsageSettings
 
 	matchers caddyhttp.MatcherSets
 	table    routetable.Table[*access]
@@ -79,6 +82,9 @@ type RouteRule struct {
 	Path string `json:"path"`
 	// Scope is the required scope, or "public" or "authenticated".
 	Scope string `json:"scope"`
+	// Cost is what a request on the route takes from a key's credits;
+	// 0 is the default, 1. Keys without credits are not charged.
+	Cost int64 `json:"cost,omitempty"`
 }
 
 // access is what a route requires, with its refusals rendered.
@@ -86,6 +92,8 @@ type access struct {
 	public bool
 	deny   bool
 	scopes []string
+	// cost is what a request takes from a key's credits (at least 1).
+	cost int64
 	// insufficient holds the 403 for each scope in scopes.
 	insufficient []*denial
 }
@@ -106,6 +114,9 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 	if err := h.provisionMatch(ctx); err != nil {
 		return err
 	}
+	if err := h.compileUsage(); err != nil {
+		return err
+	}
 	return h.compileTable()
 }
 
@@ -113,6 +124,9 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 // table, as Provision does without the app.
 func (h *AuthHandler) compile() error {
 	if err := h.Authenticator.compile(); err != nil {
+		return err
+	}
+	if err := h.compileUsage(); err != nil {
 		return err
 	}
 	return h.compileTable()
@@ -149,6 +163,14 @@ func (h *AuthHandler) compileTable() error {
 		if err := checkMethods(rule.Methods); err != nil {
 			return fail(fmt.Errorf("scope %s %s: %w", strings.Join(rule.Methods, ","), rule.Path, err))
 		}
+		switch {
+		case rule.Cost < 0:
+			return fail(fmt.Errorf("scope %s %s: cost %d: must not be negative", strings.Join(rule.Methods, ","), rule.Path, rule.Cost))
+		case rule.Cost > 0 && (acc.public || acc.deny):
+			return fail(fmt.Errorf("scope %s %s: a cost on a %s route charges nobody", strings.Join(rule.Methods, ","), rule.Path, rule.Scope))
+		case rule.Cost > 0:
+			acc.cost = rule.Cost
+		}
 		if err := h.table.Add(rule.Methods, rule.Path, acc); err != nil {
 			return fail(fmt.Errorf("scope table: %w", err))
 		}
@@ -182,12 +204,12 @@ func (h *AuthHandler) newAccess(words []string) (*access, *wordError) {
 		case AccessPublic:
 			return &access{public: true}, nil
 		case AccessAuthenticated:
-			return &access{}, nil
+			return &access{cost: 1}, nil
 		case AccessDeny:
 			return &access{deny: true}, nil
 		}
 	}
-	acc := &access{}
+	acc := &access{cost: 1}
 	for i, s := range words {
 		if err := checkScopeWord(s); err != nil {
 			return nil, &wordError{index: i, err: err}
@@ -203,54 +225,58 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	if h.matchers != nil {
 		return h.serveMatched(w, r, next)
 	}
-	cred, denied := h.authorize(r)
-	return h.serve(w, r, next, cred, denied)
+	cred, acc, denied := h.authorize(r)
+	return h.serve(w, r, next, cred, acc, denied)
 }
 
 // serve answers the decision of authorize or decide.
-func (h *AuthHandler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, cred *verified, denied *denial) error {
+func (h *AuthHandler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, cred *verified, acc *access, denied *denial) error {
 	if denied != nil {
 		return denied.serve(w, r)
+	}
+	if cred != nil && cred.limited {
+		return h.serveLimited(w, r, next, &h.Authenticator, cred, acc.cost)
 	}
 	admit(r, cred)
 	return next.ServeHTTP(w, r)
 }
 
 // authorize decides on the request and strips its credential. It returns
-// the caller's credential, nil for a public route, or the refusal.
+// the caller's credential, nil for a public route, and what the route
+// requires, or the refusal.
 //
 // The method and path are made canonical first, on every route (which
 // route matches is itself read from the path), and the request goes on
 // with them: see requestpath.go.
-func (h *AuthHandler) authorize(r *http.Request) (*verified, *denial) {
+func (h *AuthHandler) authorize(r *http.Request) (*verified, *access, *denial) {
 	path, escaped, bad := h.canonical(r, h.AllowEncodedSlash)
 	if bad != nil {
-		return nil, bad
+		return nil, nil, bad
 	}
 	return h.decide(r, path, escaped)
 }
 
 // decide is authorize for a request already made canonical; path and
 // escaped are what canonical returned.
-func (h *AuthHandler) decide(r *http.Request, path string, escaped bool) (*verified, *denial) {
+func (h *AuthHandler) decide(r *http.Request, path string, escaped bool) (*verified, *access, *denial) {
 	acc := h.route(r.Method, path, escaped)
 	if acc.public {
 		h.strip(r)
-		return nil, nil
+		return nil, acc, nil
 	}
 	cred, denied := h.authenticate(r)
 	switch {
 	case denied != nil:
-		return nil, denied
+		return nil, acc, denied
 	case acc.deny:
-		return nil, h.answers.forbidden
+		return nil, acc, h.answers.forbidden
 	}
 	for i, required := range acc.scopes {
 		if !scope.AnyCovers(cred.Scopes, required) {
-			return nil, acc.insufficient[i]
+			return nil, acc, acc.insufficient[i]
 		}
 	}
-	return cred, nil
+	return cred, acc, nil
 }
 
 // route returns what the request requires: its rule in the table, else the

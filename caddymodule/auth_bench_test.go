@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -19,8 +20,8 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // newBenchHandler returns an apikey_auth handler on a real PostgreSQL
-// store, and a token it accepts.
-func newBenchHandler(b *testing.B) (*AuthHandler, string) {
+// store, and a token it accepts, of a key with the given usage policy.
+func newBenchHandler(b *testing.B, policy storage.Policy) (*AuthHandler, string) {
 	b.Helper()
 	dsn := pgtest.DSN(b)
 	tokens, _ := token.NewFormat("sk")
@@ -46,7 +47,7 @@ func newBenchHandler(b *testing.B) (*AuthHandler, string) {
 		b.Fatal(err)
 	}
 	secret := tokens.Generate()
-	if _, err := ks.CreateKey(context.Background(), storage.Trusted, storage.NewKey{Account: acc.ID, Name: "bench"}, storage.NewSecret(secret)); err != nil {
+	if _, err := ks.CreateKey(context.Background(), storage.Trusted, storage.NewKey{Account: acc.ID, Name: "bench", Policy: policy}, storage.NewSecret(secret)); err != nil {
 		b.Fatal(err)
 	}
 
@@ -68,8 +69,20 @@ func newBenchHandler(b *testing.B) (*AuthHandler, string) {
 // BenchmarkAuthCacheHit measures the handler's whole cache-hit path:
 // route match, credential extraction and stripping, format check, hash,
 // cache lookup, scope check and placeholders, with a no-op next handler.
-func BenchmarkAuthCacheHit(b *testing.B) {
-	h, secret := newBenchHandler(b)
+func BenchmarkAuthCacheHit(b *testing.B) { benchmarkCacheHit(b, storage.Policy{}) }
+
+// BenchmarkAuthCacheHitLimited is BenchmarkAuthCacheHit for a key with one
+// rate window and credits (never exhausted): what a usage policy adds to
+// a request that passes, RateLimit fields and placeholders included.
+func BenchmarkAuthCacheHitLimited(b *testing.B) {
+	benchmarkCacheHit(b, storage.Policy{
+		Limits:  []storage.Window{{Name: "burst", Limit: 1 << 50, Length: time.Hour}},
+		Credits: &storage.Credits{Remaining: 1 << 50},
+	})
+}
+
+func benchmarkCacheHit(b *testing.B, policy storage.Policy) {
+	h, secret := newBenchHandler(b, policy)
 	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 
 	// A replacer as Caddy's server prepares it: its own providers plus the

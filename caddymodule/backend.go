@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/limiter"
 	"github.com/keygate/keygate/storage"
 	"github.com/keygate/keygate/storage/cache"
 )
@@ -50,6 +51,9 @@ type sharedStore struct {
 // openStore is what an open store serves with.
 type openStore struct {
 	ks *storage.Keystore
+	// lim decides rate windows and credits for every config on the
+	// store: one per store, so that a reload keeps its counts and leases.
+	lim *limiter.Limiter
 
 	stopListener context.CancelFunc
 	listening    sync.WaitGroup
@@ -70,9 +74,12 @@ func (s *sharedStore) open(logger *zap.Logger) error {
 		return err
 	}
 	ks := storage.New(b)
+	lim := limiter.New(ks, limiter.Options{Logger: logger.Named("limiter")})
+	s.caches.setLimiter(lim)
 	// Every cache of the store hears of the changes made through it.
 	ks.OnChange(s.caches.Invalidate)
-	open := &openStore{ks: ks}
+	open := &openStore{ks: ks, lim: lim}
+	lim.Start()
 	listenCtx, stop := context.WithCancel(context.Background())
 	open.stopListener = stop
 	if l := ks.Listener(); l != nil {
@@ -97,6 +104,14 @@ type stringer string
 
 func (s stringer) String() string { return string(s) }
 
+// limiter returns the open store's limiter, or nil before open.
+func (s *sharedStore) limiter() *limiter.Limiter {
+	if open := s.live.Load(); open != nil {
+		return open.lim
+	}
+	return nil
+}
+
 // get returns the open store, or nil before open.
 func (s *sharedStore) get() *storage.Keystore {
 	if open := s.live.Load(); open != nil {
@@ -113,6 +128,11 @@ func (s *sharedStore) Destruct() error {
 	if open := s.live.Swap(nil); open != nil {
 		open.stopListener()
 		open.listening.Wait()
+		// The limiter sends its last counts and returns its unused
+		// credit leases before the store closes.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = open.lim.Close(ctx)
+		cancel()
 		_ = open.ks.Close()
 	}
 	return nil
@@ -126,6 +146,16 @@ type cacheSet struct {
 	// lost is set while the store's change notices may be lost; a cache
 	// joining then starts out asking the store, as the others do.
 	lost bool
+	// lim drops the credit leases of changed keys: a key's balance
+	// edited through the admin API starts a new lease epoch.
+	lim *limiter.Limiter
+}
+
+// setLimiter makes changes to keys reach lim too.
+func (s *cacheSet) setLimiter(lim *limiter.Limiter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lim = lim
 }
 
 func (s *cacheSet) add(c *cache.Cache[*verified]) {
@@ -152,6 +182,11 @@ func (s *cacheSet) Invalidate(inv storage.Invalidation) {
 	defer s.mu.RUnlock()
 	for c := range s.caches {
 		c.Invalidate(inv)
+	}
+	if s.lim != nil {
+		for _, id := range inv.Keys {
+			s.lim.Forget(id)
+		}
 	}
 }
 

@@ -151,9 +151,13 @@ func (a *App) unmarshalCache(d *caddyfile.Dispenser) error {
 //		default <deny|authenticated|public|scope>
 //		require <scope>...
 //		allow_encoded_slash
+//		cost_header <header>
+//		charge_on any|2xx
+//		rate_limit_headers on|off
 //	}
 //
-// The matcher goes in the handler's "match", not on its route (see
+// A scope line may end in "cost <n>", what a request on the route takes
+// from a key's credits (default 1). The matcher goes in the handler's "match", not on its route (see
 // guard.go), so the route has none.
 func parseAuthDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
@@ -191,10 +195,21 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "scope":
 			lines.add(d, "scope", len(h.Routes))
 			args := d.RemainingArgs()
-			if len(args) != 3 {
-				return d.Errf("scope: expected <methods> <path> <scope|public|authenticated>, got %d arguments", len(args))
+			var cost int64
+			if len(args) == 5 {
+				if args[3] != "cost" {
+					return d.Errf("scope: unexpected %q after the scope; did you mean cost <n>?", args[3])
+				}
+				n, err := strconv.ParseInt(args[4], 10, 64)
+				if err != nil || n < 1 {
+					return d.Errf("scope: cost %q is not a positive integer", args[4])
+				}
+				cost, args = n, args[:3]
 			}
-			rule := RouteRule{Path: args[1], Scope: args[2]}
+			if len(args) != 3 {
+				return d.Errf("scope: expected <methods> <path> <scope|public|authenticated> [cost <n>], got %d arguments", len(args))
+			}
+			rule := RouteRule{Path: args[1], Scope: args[2], Cost: cost}
 			if args[0] != "*" {
 				rule.Methods = strings.Split(args[0], ",")
 			}
@@ -228,8 +243,13 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				lines.add(d, "require", len(h.Require))
 				h.Require = append(h.Require, d.Val())
 			}
+		case "cost_header", "charge_on", "rate_limit_headers":
+			if err := h.UsageSettings.unmarshalOption(d, lines); err != nil {
+				return err
+			}
 		default:
-			return unknownOption(d, "apikey_auth", d.Val(), "header", "realm", "scope", "default", "require", "allow_encoded_slash")
+			return unknownOption(d, "apikey_auth", d.Val(), "header", "realm", "scope", "default", "require", "allow_encoded_slash",
+				"cost_header", "charge_on", "rate_limit_headers")
 		}
 	}
 	// Check what only the whole block shows (conflicting routes, require
@@ -237,6 +257,38 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	probe := *h
 	if err := probe.compile(); err != nil {
 		return lines.errorf(d, "apikey_auth", err)
+	}
+	return nil
+}
+
+// unmarshalOption reads one of the usage settings' lines:
+//
+//	cost_header <header>
+//	charge_on any|2xx
+//	rate_limit_headers on|off
+func (u *UsageSettings) unmarshalOption(d *caddyfile.Dispenser, lines settingLines) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	lines.add(d, opt, 0)
+	val := d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	switch opt {
+	case "cost_header":
+		u.CostHeader = val
+	case "charge_on":
+		u.ChargeOn = val
+	case "rate_limit_headers":
+		switch val {
+		case "on", "off":
+			on := val == "on"
+			u.RateLimitHeaders = &on
+		default:
+			return d.Errf("rate_limit_headers: %q: want on or off", val)
+		}
 	}
 	return nil
 }

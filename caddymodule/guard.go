@@ -147,8 +147,8 @@ func (h *AuthHandler) serveMatched(w http.ResponseWriter, r *http.Request, next 
 	if !match {
 		return next.ServeHTTP(w, r)
 	}
-	cred, denied := h.decide(r, path, escaped)
-	return h.serve(w, r, next, cred, denied)
+	cred, acc, denied := h.decide(r, path, escaped)
+	return h.serve(w, r, next, cred, acc, denied)
 }
 
 // Interface guards

@@ -64,6 +64,9 @@ var (
 	resultInsufficientScope = metrics.decisions.WithLabelValues("insufficient_scope")
 	resultForbidden         = metrics.decisions.WithLabelValues("forbidden")
 	resultUnavailable       = metrics.decisions.WithLabelValues("unavailable")
+	resultRateLimited       = metrics.decisions.WithLabelValues("rate_limited")
+	resultUsageExceeded     = metrics.decisions.WithLabelValues("usage_exceeded")
+	resultIPNotAllowed      = metrics.decisions.WithLabelValues("ip_not_allowed")
 )
 
 // liveCaches are the open token caches, whose counters the cache

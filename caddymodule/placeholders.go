@@ -13,6 +13,8 @@ import (
 // costs no allocation to expose them.
 type credentialVars struct {
 	accountID, keyID, tokenID, accountName, team, scopes any
+	// limited leaves the usage placeholders to usageVars (usage.go).
+	limited bool
 }
 
 // verified is what the cache keeps for a known token: its credential and
@@ -20,6 +22,10 @@ type credentialVars struct {
 type verified struct {
 	storage.Credential
 	vars caddy.ReplacerFunc
+	// limited is set when a usage policy applies (usage.go), ratePolicy
+	// to its RateLimit-Policy value when it has rate windows.
+	limited    bool
+	ratePolicy string
 }
 
 // decorateCredential makes what the cache keeps of a credential.
@@ -31,8 +37,9 @@ func decorateCredential(c *storage.Credential) *verified {
 		accountName: c.AccountName,
 		team:        c.Team,
 		scopes:      c.JoinedScopes,
+		limited:     limitedPolicy(c),
 	}
-	return &verified{Credential: *c, vars: v.lookup}
+	return &verified{Credential: *c, vars: v.lookup, limited: v.limited, ratePolicy: ratePolicy(c)}
 }
 
 // lookup serves {http.auth.user.id} (the account id, as Caddy's own
@@ -52,6 +59,11 @@ func (v *credentialVars) lookup(key string) (any, bool) {
 		return v.team, true
 	case "apikey.scopes":
 		return v.scopes, true
+	case "apikey.credits_remaining", "apikey.ratelimit_remaining":
+		if v.limited {
+			return nil, false // usageVars, mapped after these, answers
+		}
+		return "", true
 	}
 	return nil, false
 }
@@ -60,7 +72,8 @@ func (v *credentialVars) lookup(key string) (any, bool) {
 // a public route without a key: all empty, rather than left unreplaced.
 var anonymousVars = caddy.ReplacerFunc(func(key string) (any, bool) {
 	switch key {
-	case "apikey.account", "apikey.key_id", "apikey.token_id", "apikey.account_name", "apikey.team", "apikey.scopes":
+	case "apikey.account", "apikey.key_id", "apikey.token_id", "apikey.account_name", "apikey.team", "apikey.scopes",
+		"apikey.credits_remaining", "apikey.ratelimit_remaining":
 		return "", true
 	}
 	return nil, false

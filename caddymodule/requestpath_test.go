@@ -149,7 +149,7 @@ func TestAuthorizeRefusesPathFamily(t *testing.T) {
 				t.Fatalf("%q: net/http refuses it", target)
 			}
 			r.Header.Set("X-Api-Key", "sk-x")
-			cred, d := h.authorize(r)
+			cred, _, d := h.authorize(r)
 			if cred != nil || d == nil || d.status != http.StatusBadRequest {
 				t.Fatalf("%+v: %s: %v %+v, want a 400", h, target, cred, d)
 			}
@@ -177,7 +177,7 @@ func TestAuthorizeRefusesPathFamily(t *testing.T) {
 	}
 	r := httptest.NewRequest("GET", "/v1/a", nil)
 	r.Method = "poſt"
-	if _, d := pub.authorize(r); d == nil || d.status != http.StatusBadRequest {
+	if _, _, d := pub.authorize(r); d == nil || d.status != http.StatusBadRequest {
 		t.Fatalf("method poſt: %+v, want a 400", d)
 	}
 
@@ -187,7 +187,7 @@ func TestAuthorizeRefusesPathFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ = readTarget(t, "post", "/x/../v1/a")
-	if cred, d := h.authorize(r); cred != nil || d != nil || r.Method != "POST" || r.URL.EscapedPath() != "/v1/a" {
+	if cred, _, d := h.authorize(r); cred != nil || d != nil || r.Method != "POST" || r.URL.EscapedPath() != "/v1/a" {
 		t.Fatalf("post /x/../v1/a: %v %v, goes on as %s %s", cred, d, r.Method, r.URL.EscapedPath())
 	}
 }

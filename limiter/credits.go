@@ -43,6 +43,11 @@ type credits struct {
 	lastUsed       atomic.Int64
 	storeRemaining atomic.Int64 // the store's balance after the last lease
 	nextRefill     atomic.Int64 // unix ns; 0: never refilled
+	// debt is what requests cost beyond what the node held when they
+	// were settled (a cost header above the reservation): it is paid
+	// from the next lease of the same epoch, so the charge is exact
+	// without the balance ever going below zero.
+	debt atomic.Int64
 
 	mu            sync.Mutex
 	dead          bool                // forgotten or returned: look again
@@ -138,9 +143,10 @@ func (r *Reservation) Amount() int64 { return r.amount }
 // Commit charges actual credits for the request (the route's cost, or
 // what the upstream's cost header said) and returns what was charged.
 // Below the reserved amount the rest goes back to the lease; above it the
-// excess is taken from what the lease holds, never more: the balance does
-// not go negative, and a request that costs more than this node holds is
-// charged only what it holds.
+// excess is taken from what the lease holds, and what it lacks becomes a
+// debt paid from the key's next lease: the balance never goes below zero,
+// and the charge is exact as long as the key has credits left to lease in
+// the same epoch (a refill or an edit forgives the debt).
 func (r *Reservation) Commit(actual int64) int64 {
 	c := r.c
 	if c == nil {
@@ -152,7 +158,13 @@ func (r *Reservation) Commit(actual int64) int64 {
 	case actual < r.amount:
 		c.refund(r.gen, r.amount-actual)
 	case actual > r.amount:
-		return r.amount + c.takeUpTo(actual-r.amount)
+		excess := actual - r.amount
+		if took := c.takeUpTo(excess); took < excess {
+			c.debt.Add(excess - took)
+			if !c.refilling.Load() {
+				c.l.startRefill(c, 0, c.l.now())
+			}
+		}
 	}
 	return actual
 }
@@ -348,12 +360,19 @@ func (l *Limiter) refill(c *credits, ch chan struct{}, want int64, gen uint32) {
 func (c *credits) apply(lease storage.CreditLease, now int64) {
 	if c.leased && lease.Epoch != c.lease.Epoch {
 		// A refill or an edit happened: what is held of the old epoch
-		// is void, and refunds to it are dropped.
+		// is void, refunds to it are dropped, and so is its debt.
+		c.debt.Store(0)
 		c.word.Store(pack(genOf(c.word.Load())+1, lease.Granted))
 	} else {
+		granted := lease.Granted
+		if d := c.debt.Load(); d > 0 {
+			pay := min(d, granted)
+			c.debt.Add(-pay)
+			granted -= pay
+		}
 		for {
 			w := c.word.Load()
-			if c.word.CompareAndSwap(w, pack(genOf(w), availOf(w)+lease.Granted)) {
+			if c.word.CompareAndSwap(w, pack(genOf(w), availOf(w)+granted)) {
 				break
 			}
 		}

@@ -122,7 +122,7 @@ func credsOf(l *Limiter, keyID string) *credits {
 }
 
 // Reserve before the upstream, settle after: below the reservation the rest
-// comes back, above it the excess takes what the lease holds and no more.
+// comes back, above it the excess takes what the lease holds.
 func TestCreditsReserveCommit(t *testing.T) {
 	clk := newClock()
 	st := newStore()
@@ -144,8 +144,10 @@ func TestCreditsReserveCommit(t *testing.T) {
 		t.Fatalf("cancel: holds %d, want 8", heldCredits(l, "key_a"))
 	}
 	d = l.Allow(ctx, creditQuery("key_a", 1))
-	if got := d.Reservation.Commit(50); got != 8 || heldCredits(l, "key_a") != 0 {
-		t.Fatalf("commit 50 with 8 held charged %d, holds %d; want 8 and 0", got, heldCredits(l, "key_a"))
+	// 8 held, none left in the store: 8 are spent, the rest is owed and
+	// never paid, since the balance does not go below zero.
+	if got := d.Reservation.Commit(50); got != 50 || heldCredits(l, "key_a") != 0 {
+		t.Fatalf("commit 50 with 8 held charged %d, holds %d; want 50 and 0", got, heldCredits(l, "key_a"))
 	}
 	waitLeases(l)
 	if d = l.Allow(ctx, creditQuery("key_a", 1)); d.Reason != ReasonCredits || d.CreditsRemaining != 0 {
@@ -402,5 +404,23 @@ func TestCreditsRefundAfterEpochChange(t *testing.T) {
 	d.Reservation.Cancel()
 	if got := heldCredits(l, "key_a"); got != fresh {
 		t.Fatalf("holds %d after cancelling a reservation of the old epoch, want %d", got, fresh)
+	}
+}
+
+// A cost above what the node holds is paid from the key's next lease: the
+// charge is exact while the store has credits to lease.
+func TestCreditsDebtPaidFromNextLease(t *testing.T) {
+	clk := newClock()
+	st := newStore()
+	st.setBalance("key_a", balance{remaining: 100})
+	l := newTestLimiter(t, st, clk, Options{MinLease: 10, MaxLease: 10})
+	d := l.Allow(ctx, creditQuery("key_a", 1))
+	if !d.Allowed() {
+		t.Fatalf("reserve 1 of 100: %v", d.Reason)
+	}
+	d.Reservation.Commit(15) // 9 held: 9 now, 5 owed
+	waitLeases(l)
+	if got := heldCredits(l, "key_a") + st.remaining("key_a"); got != 100-15 {
+		t.Fatalf("after a charge of 15: %d held and in the store, want 85", got)
 	}
 }

@@ -3,6 +3,8 @@ package limiter
 import (
 	"strconv"
 	"time"
+
+	"github.com/keygate/keygate/storage"
 )
 
 // The RateLimit-Policy and RateLimit fields follow
@@ -31,16 +33,37 @@ const maxSFInteger = 999_999_999_999_999
 // field (the List must not be empty).
 func AppendPolicy(dst []byte, d *Decision) []byte {
 	for i, w := range d.Windows() {
-		if i > 0 {
-			dst = append(dst, ", "...)
+		dst = appendPolicyItem(dst, i, &w)
+	}
+	return dst
+}
+
+// AppendPolicyOf appends the RateLimit-Policy field value of a key's and
+// its account's windows: what AppendPolicy appends for every decision on
+// them, so a caller may format it once per policy.
+func AppendPolicyOf(dst []byte, keyLimits, accountLimits []storage.Window) []byte {
+	i := 0
+	for _, limits := range [2][]storage.Window{keyLimits, accountLimits} {
+		for _, w := range limits {
+			ws := WindowStatus{Name: w.Name, Account: i >= len(keyLimits), Limit: w.Limit, Length: w.Length}
+			dst = appendPolicyItem(dst, i, &ws)
+			i++
 		}
-		dst = appendName(dst, &w)
-		dst = append(dst, ";q="...)
-		dst = appendInt(dst, w.Limit)
-		if w.Length >= time.Second && w.Length%time.Second == 0 {
-			dst = append(dst, ";w="...)
-			dst = appendInt(dst, int64(w.Length/time.Second))
-		}
+	}
+	return dst
+}
+
+// appendPolicyItem appends the i-th item of a RateLimit-Policy value.
+func appendPolicyItem(dst []byte, i int, w *WindowStatus) []byte {
+	if i > 0 {
+		dst = append(dst, ", "...)
+	}
+	dst = appendName(dst, w)
+	dst = append(dst, ";q="...)
+	dst = appendInt(dst, w.Limit)
+	if w.Length >= time.Second && w.Length%time.Second == 0 {
+		dst = append(dst, ";w="...)
+		dst = appendInt(dst, int64(w.Length/time.Second))
 	}
 	return dst
 }
