@@ -18,7 +18,8 @@ import (
 // TestOpenAPIGeneratesGoClient generates a Go client from the document
 // with oapi-codegen, builds and vets it in a module of its own, and runs
 // it against the real handler on a file store: it creates, reads, lists,
-// rotates, exports and imports, and decodes the documented error bodies.
+// rotates, exports and imports, sets usage policies, and decodes the
+// documented error bodies.
 func TestOpenAPIGeneratesGoClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a module: not in -short")
@@ -173,6 +174,23 @@ func TestGeneratedClient(t *testing.T) {
 	badLine, err := c.ImportRecordsWithBodyWithResponse(ctx, "application/jsonl", strings.NewReader("{\n"))
 	if err != nil || badLine.JSON400 == nil || badLine.JSON400.Line != 1 || badLine.JSON400.Imported != 0 {
 		t.Fatalf("importRecords of a bad line: %v %d %s", err, badLine.StatusCode(), badLine.Body)
+	}
+	pol, err := c.CreateKeyWithResponse(ctx, CreateKeyJSONRequestBody{Account: &acc.JSON201.Id, Name: "limited",
+		Limits: &[]RateLimit{{Name: "burst", Limit: 20, Window: "1s"}}, AllowedIps: &[]AllowedIP{"10.1.2.3/8"},
+		Credits: &CreditsRequest{Remaining: 100, Refill: &Refill{Amount: 100, Interval: RefillIntervalDaily}}})
+	if err != nil || pol.JSON201 == nil || len(pol.JSON201.Limits) != 1 || pol.JSON201.Limits[0].Window != "1s" ||
+		len(pol.JSON201.AllowedIps) != 1 || pol.JSON201.AllowedIps[0] != "10.0.0.0/8" ||
+		pol.JSON201.Credits == nil || pol.JSON201.Credits.Remaining != 100 || pol.JSON201.Credits.NextRefill == nil {
+		t.Fatalf("createKey with a policy: %v %d %s", err, pol.StatusCode(), pol.Body)
+	}
+	spent, err := c.UpdateKeyWithResponse(ctx, pol.JSON201.Id, UpdateKeyJSONRequestBody{Credits: &CreditsPatch{Remaining: ptr(int64(5))}})
+	if err != nil || spent.JSON200 == nil || spent.JSON200.Credits == nil || spent.JSON200.Credits.Remaining != 5 || spent.JSON200.Credits.Refill == nil {
+		t.Fatalf("updateKey credits: %v %d %s", err, spent.StatusCode(), spent.Body)
+	}
+	badWindow, err := c.CreateKeyWithResponse(ctx, CreateKeyJSONRequestBody{Account: &acc.JSON201.Id, Name: "bad",
+		Limits: &[]RateLimit{{Name: "day", Limit: 1, Window: "1d"}}})
+	if err != nil || badWindow.JSON400 == nil || badWindow.JSON400.Field == nil || *badWindow.JSON400.Field != "limits[0].window" {
+		t.Fatalf("createKey with a bad window: %v %d %s", err, badWindow.StatusCode(), badWindow.Body)
 	}
 }
 `

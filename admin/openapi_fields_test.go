@@ -66,6 +66,9 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"RotateRequest": RotateRequest{}, "RevokeRequest": RevokeRequest{},
 		"ExportRecord": storage.ExportRecord{}, "ExportAccount": storage.ExportAccount{},
 		"ExportKey": storage.ExportKey{}, "ExportToken": storage.ExportToken{},
+		"Limit": Limit{}, "Refill": Refill{}, "Credits": Credits{}, "Usage": Usage{}, "WindowUsage": WindowUsage{},
+		"CreditsRequest": CreditsRequest{}, "CreditsPatch": CreditsPatch{},
+		"ExportWindow": storage.ExportWindow{}, "ExportCredits": storage.ExportCredits{}, "ExportRefill": storage.ExportRefill{},
 	}
 	for name, v := range types {
 		ref := doc.Components.Schemas[name]
@@ -97,9 +100,16 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"ExportAccount", "ExportKey", "ExportToken"} {
+	for _, name := range []string{"ExportAccount", "ExportKey", "ExportToken", "ExportWindow", "ExportCredits", "ExportRefill"} {
 		if _, closed := schemaFields(doc.Components.Schemas[name].Value); !closed {
 			t.Errorf("schema %s does not set additionalProperties: false (import refuses unknown fields)", name)
+		}
+	}
+	// The objects inside request bodies are closed too: the handler
+	// refuses unknown members there (limits[0].burst, credits.refill.every).
+	for _, name := range []string{"Limit", "Refill", "CreditsRequest", "CreditsPatch"} {
+		if _, closed := schemaFields(doc.Components.Schemas[name].Value); !closed {
+			t.Errorf("schema %s does not set additionalProperties: false (the handler refuses unknown fields in it)", name)
 		}
 	}
 }

@@ -331,3 +331,13 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
+
+// callField is call for an error answer that must name field.
+func (c *apiCheck) callField(k apiCall, field string) map[string]any {
+	c.t.Helper()
+	body := c.call(k).JSON(c.t)
+	if body["field"] != field {
+		c.t.Errorf("%s %s %v: field %v, want %q: %v", k.method, k.path, k.body, body["field"], field, body)
+	}
+	return body
+}

@@ -15,7 +15,8 @@ import (
 // each), and validates every answer against that document with
 // kin-openapi: status declared, headers, body schema, and no field the
 // schema does not declare. Successful requests must pass the document's
-// request validation too.
+// request validation too. Usage policies (limits, allowed_ips, credits)
+// are set, read back, refused and exported along the way (policies).
 func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	g, site := startAdminSite(t, "file")
 	served := do(t, "GET", g.AdminURL+"/apikeys/openapi.json", nil)
@@ -74,6 +75,8 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	c.call(apiCall{op: "updateKey", on: A, method: "PATCH", path: "/keys/" + spare, body: map[string]any{"scopes": nil}, status: 200})
 	c.call(apiCall{op: "updateKey", on: A, method: "PATCH", path: "/keys/" + readerID, body: map[string]any{"id": "key_other"}, status: 400})
 	c.call(apiCall{op: "updateKey", on: A, method: "PATCH", path: "/keys/key_missing", body: map[string]any{"name": "x"}, status: 404})
+
+	c.policies(opsSecret)
 
 	// Tokens.
 	tokens := "/keys/" + readerID + "/tokens"
@@ -215,5 +218,78 @@ func (c *apiCheck) storeGone(g *gateway) {
 		if r.Header.Get("Retry-After") == "" {
 			t.Errorf("%s %s without Keygate: no Retry-After", route.Method, path)
 		}
+	}
+}
+
+// policies calls the operations that carry usage policies with them:
+// accounts and keys created and edited with limits, allowlists and
+// credits, a key read back with its balance (and usage when the gateway
+// reports it), bad values refused with 400 naming the element at fault,
+// and a loosening through apikey_admin refused with 403 naming the
+// field. allScopes is a key of its own account holding *, with no
+// policy of its own.
+func (c *apiCheck) policies(allScopes string) {
+	t := c.t
+	A, S := onAdmin, onSite
+	day := map[string]any{"name": "day", "limit": 10000, "window": "24h"}
+	burst := map[string]any{"name": "burst", "limit": 20, "window": "1s"}
+	monthly := map[string]any{"amount": 1000, "interval": "monthly", "day": 1}
+
+	acc := c.call(apiCall{op: "createAccount", on: A, method: "POST", path: "/accounts", body: map[string]any{"name": "metered", "scopes": []string{"apps"},
+		"limits": []any{day}, "allowed_ips": []string{"10.1.2.3/8", "2001:db8::1"}}, status: 201}).JSON(t)
+	if fmt.Sprint(acc["limits"]) != "[map[limit:10000 name:day window:24h]]" || fmt.Sprint(acc["allowed_ips"]) != "[10.0.0.0/8 2001:db8::1/128]" {
+		t.Errorf("account created with a policy: limits %v, allowed_ips %v", acc["limits"], acc["allowed_ips"])
+	}
+	c.callField(apiCall{op: "createAccount", on: A, method: "POST", path: "/accounts", body: map[string]any{"name": "m2",
+		"limits": []any{map[string]any{"name": "fast", "limit": 1, "window": "500ms"}}}, status: 400}, "limits[0].window")
+	acc = c.call(apiCall{op: "updateAccount", on: A, method: "PATCH", path: "/accounts/metered", body: map[string]any{"limits": []any{day, burst}, "allowed_ips": nil}, status: 200}).JSON(t)
+	if len(acc["limits"].([]any)) != 2 || len(acc["allowed_ips"].([]any)) != 0 {
+		t.Errorf("account after PATCH limits, allowed_ips null: %v %v", acc["limits"], acc["allowed_ips"])
+	}
+	c.callField(apiCall{op: "updateAccount", on: A, method: "PATCH", path: "/accounts/metered", body: map[string]any{"allowed_ips": []string{"10.0.0.0/33"}}, status: 400}, "allowed_ips[0]")
+
+	key := c.call(apiCall{op: "createKey", on: A, method: "POST", path: "/keys", body: map[string]any{"account": "metered", "name": "metered",
+		"limits": []any{burst}, "allowed_ips": []string{"192.0.2.7"}, "credits": map[string]any{"remaining": 500, "refill": monthly}}, status: 201}).JSON(t)
+	path := "/keys/" + key["id"].(string)
+	c.callField(apiCall{op: "createKey", on: A, method: "POST", path: "/keys", body: map[string]any{"account": "metered", "name": "bad",
+		"credits": map[string]any{"remaining": 1, "refill": map[string]any{"amount": 1, "interval": "monthly", "day": 32}}}, status: 400}, "credits.refill.day")
+	c.callField(apiCall{op: "createKey", on: A, method: "POST", path: "/keys", body: map[string]any{"account": "metered", "name": "bad",
+		"limits": []any{burst, burst}}, status: 400}, "limits[1].name")
+
+	got := c.call(apiCall{op: "getKey", on: A, method: "GET", path: path, status: 200}).JSON(t)
+	credits, _ := got["credits"].(map[string]any)
+	if credits["remaining"] != 500.0 || fmt.Sprint(credits["refill"]) != "map[amount:1000 day:1 interval:monthly]" || credits["next_refill"] == nil {
+		t.Errorf("GET %s: credits %v", path, got["credits"])
+	}
+	if fmt.Sprint(got["allowed_ips"]) != "[192.0.2.7/32]" || len(got["limits"].([]any)) != 1 {
+		t.Errorf("GET %s: limits %v, allowed_ips %v", path, got["limits"], got["allowed_ips"])
+	}
+	if usage, ok := got["usage"].(map[string]any); ok { // when the gateway reports it; the schema was checked by call
+		if len(usage["windows"].([]any)) != 1 || len(usage["account_windows"].([]any)) != 2 {
+			t.Errorf("GET %s: usage %v", path, usage)
+		}
+	}
+
+	patched := c.call(apiCall{op: "updateKey", on: A, method: "PATCH", path: path, body: map[string]any{"limits": []any{},
+		"allowed_ips": []string{"10.0.0.0/8"}, "credits": map[string]any{"remaining": 10, "refill": nil}}, status: 200}).JSON(t)
+	if c, _ := patched["credits"].(map[string]any); c["remaining"] != 10.0 || c["refill"] != nil || c["next_refill"] != nil || len(patched["limits"].([]any)) != 0 {
+		t.Errorf("PATCH %s: credits %v, limits %v", path, patched["credits"], patched["limits"])
+	}
+	c.call(apiCall{op: "updateKey", on: A, method: "PATCH", path: path, body: map[string]any{"credits": map[string]any{"refill": map[string]any{"amount": 5, "interval": "weekly", "day": 6}}}, status: 200})
+	c.callField(apiCall{op: "updateKey", on: A, method: "PATCH", path: path, body: map[string]any{"limits": []any{map[string]any{"name": "burst", "limit": 0, "window": "1s"}}}, status: 400}, "limits[0].limit")
+	c.callField(apiCall{op: "updateKey", on: A, method: "PATCH", path: path, body: map[string]any{"credits": map[string]any{"next_refill": "2030-01-01T00:00:00Z"}}, status: 400}, "credits.next_refill")
+	unlimited := c.call(apiCall{op: "updateKey", on: A, method: "PATCH", path: "/keys/" + c.call(apiCall{op: "createKey", on: A, method: "POST", path: "/keys",
+		body: map[string]any{"account": "metered", "name": "spender", "credits": map[string]any{"remaining": 3}, "limits": nil}, status: 201}).JSON(t)["id"].(string),
+		body: map[string]any{"credits": nil}, status: 200}).JSON(t)
+	if v, ok := unlimited["credits"]; !ok || v != nil {
+		t.Errorf("PATCH credits null: credits %v (present %v), want null", v, ok)
+	}
+
+	// Through apikey_admin, on its own account, the caller has no
+	// authority over the budget: it may tighten a key, not loosen it.
+	tight := c.call(apiCall{op: "createKey", on: S, key: allScopes, method: "POST", path: "/keys", body: map[string]any{"name": "tight", "limits": []any{burst}}, status: 201}).JSON(t)
+	r := c.callField(apiCall{op: "updateKey", on: S, key: allScopes, method: "PATCH", path: "/keys/" + tight["id"].(string), body: map[string]any{"limits": nil}, status: 403}, "limits")
+	if r["error"] != "forbidden" {
+		t.Errorf("loosening a key's limits through apikey_admin: %v, want forbidden", r)
 	}
 }
