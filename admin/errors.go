@@ -36,6 +36,12 @@ func errNotFound(format string, args ...any) *apiError {
 // fail answers err: API errors as they are, store errors by their kind,
 // anything else as a 500 that is logged.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, h.answer(w, r, err))
+}
+
+// answer is the answer to err, as fail gives it: it logs what is not the
+// client's fault and sets Retry-After on a 503.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) *apiError {
 	var ae *apiError
 	var se *storage.Error
 	switch {
@@ -56,7 +62,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.logger.Error("admin request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error"}
 	}
-	writeError(w, ae)
+	return ae
 }
 
 // ruleError answers a keystore rule's refusal.
@@ -67,7 +73,7 @@ func ruleError(e *storage.Error) *apiError {
 	case errors.Is(e.Kind, storage.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, code: "not_found", message: e.Message, field: e.Field}
 	case errors.Is(e.Kind, storage.ErrConflict):
-		return &apiError{status: http.StatusConflict, code: "conflict", message: e.Message}
+		return &apiError{status: http.StatusConflict, code: "conflict", message: e.Message, field: e.Field}
 	case e.Scope != "":
 		return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message, extra: map[string]any{"scope": e.Scope}}
 	}

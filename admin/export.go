@@ -112,14 +112,21 @@ func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
 // failLine answers an import error, naming the line and how many records
 // were imported before it.
 func (h *Handler) failLine(w http.ResponseWriter, r *http.Request, line, imported int, err error) {
-	var ae *apiError
+	var (
+		ae *apiError
+		se *storage.Error
+	)
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &se):
+		// A rule's refusal, with its field (a conflict's "name" or "hash").
+		ae = ruleError(se)
+		ae.message = fmt.Sprintf("line %d: %s", line, ae.message)
 	case errors.Is(err, storage.ErrInvalid):
 		ae = errInvalid("", "line %d: %v", line, err)
 	default:
-		h.fail(w, r, fmt.Errorf("line %d: %w", line, err))
-		return
+		// The store's failure (503 with Retry-After), or an internal one.
+		ae = h.answer(w, r, fmt.Errorf("line %d: %w", line, err))
 	}
 	if ae.extra == nil {
 		ae.extra = map[string]any{}
