@@ -7,16 +7,11 @@ package postgres
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
-	"io/fs"
 	"net"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,9 +29,6 @@ const DefaultSchema = "keygate"
 // NotifyChannel is the PostgreSQL channel on which every committed change
 // is announced, with a JSON payload naming the schema and what changed.
 const NotifyChannel = "keygate"
-
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
 
 var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
@@ -88,74 +80,6 @@ func redactDSNError(err error) error {
 		return errors.New("invalid connection string (details withheld: it may hold a password)")
 	}
 	return err
-}
-
-// migrate applies the embedded migrations not yet recorded in
-// schema_migrations. A session-level advisory lock per schema makes
-// gateways that start together apply each migration exactly once.
-func (b *Backend) migrate(ctx context.Context) error {
-	conn, err := b.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("connecting to postgres: %w", err)
-	}
-	defer conn.Release()
-
-	h := fnv.New64a()
-	h.Write([]byte("keygate migrations " + b.schema))
-	lockID := int64(h.Sum64())
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockID); err != nil {
-		return fmt.Errorf("taking migration lock: %w", err)
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockID) //nolint:errcheck // the lock also ends with the session
-
-	ident := pgx.Identifier{b.schema}.Sanitize()
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+ident); err != nil {
-		return fmt.Errorf("creating schema %s: %w", b.schema, err)
-	}
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+ident+`.schema_migrations (
-		version    integer PRIMARY KEY,
-		name       text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("creating schema_migrations: %w", err)
-	}
-	var current int
-	if err := conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+ident+".schema_migrations").Scan(&current); err != nil {
-		return fmt.Errorf("reading schema version: %w", err)
-	}
-
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		return err
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("migration %s: name must start with its version number", base)
-		}
-		if version <= current {
-			continue
-		}
-		sql, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+ident); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, string(sql)); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "INSERT INTO "+ident+".schema_migrations (version, name) VALUES ($1, $2)", version, base)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("applying migration %s to schema %s: %w", base, b.schema, err)
-		}
-	}
-	return nil
 }
 
 // Close closes the connection pool.
