@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -60,5 +61,66 @@ func TestAdminStoreDown(t *testing.T) {
 	}
 	if r := gw.adminDo("GET", "/export", nil); r.Status != http.StatusOK {
 		t.Errorf("export after the store came back: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestAdminDeadStorePath: the network path to PostgreSQL dies silently
+// (no FIN, no RST: nothing arrives, nothing fails) under the admin API's
+// pooled connections. Export and import (as every route) answer 503
+// unavailable with Retry-After within a bound instead of hanging until the
+// client gives up, and work again once the path is back. Each route is
+// asked first on a dead path.
+func TestAdminDeadStorePath(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	proxy := pgtest.StartProxy(t, dsn)
+	gw := startTowerOn(t, proxy.DSN(), pgtest.Schema(t, dsn)).gw
+	acc := gw.createAccount("partitioned", "apps")
+	gw.createKey(acc, nil)
+	r := gw.adminDo("GET", "/export", nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("export: %d %s", r.Status, r.Body)
+	}
+	export := r.Body
+	hc := &http.Client{Timeout: 30 * time.Second}
+	for _, c := range []struct {
+		method, path string
+		body         []byte
+	}{
+		{"GET", "/export", nil},
+		{"POST", "/import", export},
+	} {
+		proxy.RefuseNew(false)
+		awaitCondition(t, 10*time.Second, "the admin API answering", func() bool {
+			return gw.adminDo("GET", "/accounts", nil).Status == http.StatusOK
+		})
+		// Every connection through the proxy goes dead, and new ones are
+		// refused: the route meets a pooled connection that never answers.
+		proxy.RefuseNew(true)
+		proxy.Blackhole(proxy.ServerPorts()...)
+		req, err := http.NewRequest(c.method, gw.AdminURL+"/apikeys"+c.path, bytes.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Errorf("%s /apikeys%s on a dead path: %v after %v, want 503", c.method, c.path, err, time.Since(start).Round(time.Millisecond))
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Logf("%s /apikeys%s on a dead path: %d after %v", c.method, c.path, resp.StatusCode, time.Since(start).Round(time.Millisecond))
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+			!strings.Contains(string(body), `"error":"unavailable"`) {
+			t.Errorf("%s /apikeys%s on a dead path: %d Retry-After %q %s, want 503 unavailable with Retry-After",
+				c.method, c.path, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	proxy.RefuseNew(false)
+	awaitCondition(t, 10*time.Second, "the admin API answering after the path is back", func() bool {
+		return gw.adminDo("GET", "/accounts", nil).Status == http.StatusOK
+	})
+	if r := gw.adminDo("POST", "/import", export); r.Status != http.StatusOK {
+		t.Errorf("import after the path is back: %d %s", r.Status, r.Body)
 	}
 }

@@ -92,15 +92,25 @@ func (b *Backend) Close() error {
 // deadlock or a serialization failure.
 const maxAttempts = 5
 
+// roundTripTimeout bounds each round trip of a transaction to the server:
+// taking a pooled connection and BEGIN, each statement, COMMIT. A network
+// path that dies silently (a dropped NAT entry, a pulled cable) answers
+// nothing and fails nothing, and a pooled connection on it would hold an
+// admin request forever; past the bound the round trip fails as
+// storage.ErrUnavailable (503 with Retry-After), pgx closes the
+// connection, and the next transaction gets a fresh one. The bound is per
+// round trip, not per transaction, so a long export or a large cascade
+// still completes; the request path has its own, shorter, bound
+// (cache.DefaultLookupTimeout).
+const roundTripTimeout = 5 * time.Second
+
 // Update implements storage.Backend. Reads in fn lock the rows they find
 // (SELECT … FOR UPDATE), so Updates that read the same record run one
 // after the other; one that PostgreSQL aborts for a deadlock runs again.
 func (b *Backend) Update(ctx context.Context, fn func(storage.Tx) error) error {
 	var err error
 	for range maxAttempts {
-		err = pgx.BeginFunc(ctx, b.pool, func(ptx pgx.Tx) error {
-			return fn(&tx{ctx: ctx, tx: ptx, lock: " FOR UPDATE", schema: b.schema})
-		})
+		err = b.inTx(ctx, pgx.TxOptions{}, " FOR UPDATE", fn)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
 			break
@@ -111,9 +121,32 @@ func (b *Backend) Update(ctx context.Context, fn func(storage.Tx) error) error {
 
 // View implements storage.Backend: one read-only snapshot.
 func (b *Backend) View(ctx context.Context, fn func(storage.Tx) error) error {
-	err := pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
-		func(ptx pgx.Tx) error { return fn(&tx{ctx: ctx, tx: ptx, schema: b.schema}) })
+	err := b.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, "", fn)
 	return wrapErr("reading", err)
+}
+
+// inTx runs fn in one transaction, committed when fn returns nil, each
+// round trip bounded by roundTripTimeout. lock ends every SELECT.
+func (b *Backend) inTx(ctx context.Context, opts pgx.TxOptions, lock string, fn func(storage.Tx) error) error {
+	beginCtx, cancel := context.WithTimeout(ctx, roundTripTimeout)
+	ptx, err := b.pool.BeginTx(beginCtx, opts)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// A no-op after Commit; after a failure, the connection goes back
+		// clean (or, if it is dead, is closed) even when ctx is done.
+		rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), roundTripTimeout)
+		defer cancel()
+		_ = ptx.Rollback(rollbackCtx)
+	}()
+	if err := fn(&tx{ctx: ctx, tx: ptx, lock: lock, schema: b.schema}); err != nil {
+		return err
+	}
+	commitCtx, cancel := context.WithTimeout(ctx, roundTripTimeout)
+	defer cancel()
+	return ptx.Commit(commitCtx)
 }
 
 const lookupTokenSQL = `
