@@ -200,9 +200,9 @@ type invalidator interface {
 
 // listen starts the change listener of a store shared by several nodes
 // and waits, at most a few seconds, until it is connected.
-func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, cache invalidator, logger *zap.Logger) {
+func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, cache invalidator, state *listenerState, logger *zap.Logger) {
 	connected := make(chan struct{})
-	hooks := listenHooks(cache, logger.Named("listener"))
+	hooks := listenHooks(cache, state, logger.Named("listener"))
 	onConnect := hooks.Connected
 	var once sync.Once
 	hooks.Connected = func() {
@@ -226,21 +226,21 @@ func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, 
 // keygate/keys.db in Caddy's data directory.
 func DefaultFilePath() string { return bolt.DefaultPath() }
 
-// listenHooks apply other nodes' change notices to cache.
-func listenHooks(cache invalidator, logger *zap.Logger) storage.ListenHooks {
+// listenHooks apply other nodes' change notices to cache, and keep state.
+func listenHooks(cache invalidator, state *listenerState, logger *zap.Logger) storage.ListenHooks {
 	return storage.ListenHooks{
 		Notice: func(inv storage.Invalidation) {
 			metrics.notices.Inc()
 			cache.Invalidate(inv)
 		},
 		Connected: func() {
-			metrics.listenerConnected.Set(1)
+			state.set(true)
 			// Notices sent while away are lost: forget everything cached.
 			cache.NoticesResumed()
 			logger.Info("listening for key changes")
 		},
 		Disconnected: func(err error) {
-			metrics.listenerConnected.Set(0)
+			state.set(false)
 			// Until it is back, ask the store before serving a token.
 			cache.NoticesLost()
 			logger.Warn("change listener disconnected; reconnecting", zap.Error(err))
