@@ -46,6 +46,11 @@ type App struct {
 	// KeyPrefix starts every token: 1–16 of [a-z0-9_]; "-" is added.
 	// Default: sk.
 	KeyPrefix string `json:"key_prefix,omitempty"`
+	// PreviousKeyPrefixes are prefixes that tokens issued before
+	// KeyPrefix changed start with: they keep working (new tokens get
+	// KeyPrefix). Without them, changing KeyPrefix makes every existing
+	// token fail the format check (401), though the store still holds it.
+	PreviousKeyPrefixes []string `json:"previous_key_prefixes,omitempty"`
 	// Cache sizes the in-memory cache of verified tokens.
 	Cache *CacheConfig `json:"cache,omitempty"`
 
@@ -95,7 +100,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("key_prefix: %w", err)
 	}
-	a.tokens = tokens
+	if a.tokens, err = tokens.WithPrevious(a.PreviousKeyPrefixes...); err != nil {
+		return fmt.Errorf("previous_key_prefixes: %w", err)
+	}
 	if a.Cache == nil {
 		a.Cache = new(CacheConfig)
 	}
