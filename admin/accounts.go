@@ -1,13 +1,22 @@
 package admin
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/keygate/keygate/storage"
 )
 
+// createAccountBody is a CreateAccountRequest with its policy fields raw
+// (policy.go).
+type createAccountBody struct {
+	CreateAccountRequest
+	Limits     json.RawMessage `json:"limits"`
+	AllowedIPs json.RawMessage `json:"allowed_ips"`
+}
+
 func (h *Handler) createAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
-	var req CreateAccountRequest
+	var req createAccountBody
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -20,8 +29,12 @@ func (h *Handler) createAccount(w http.ResponseWriter, r *http.Request, p Princi
 	if err := checkScopes("scopes", req.Scopes); err != nil {
 		return err
 	}
+	policy, err := policyOf(req.Limits, req.AllowedIPs, false)
+	if err != nil {
+		return err
+	}
 	a, err := h.ks.CreateAccount(r.Context(), p, storage.NewAccount{
-		Name: req.Name, Kind: req.Kind, Team: req.Team, Scopes: req.Scopes, Disabled: req.Disabled,
+		Name: req.Name, Kind: req.Kind, Team: req.Team, Scopes: req.Scopes, Disabled: req.Disabled, Policy: policy,
 	})
 	if err != nil {
 		return err
@@ -60,8 +73,10 @@ func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p Principal
 // named so that sending them is a clear 400 rather than an "unknown field".
 type updateAccountBody struct {
 	UpdateAccountRequest
-	ID   *string `json:"id"`
-	Kind *string `json:"kind"`
+	ID         *string         `json:"id"`
+	Kind       *string         `json:"kind"`
+	Limits     json.RawMessage `json:"limits"`
+	AllowedIPs json.RawMessage `json:"allowed_ips"`
 }
 
 func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Principal) error {
@@ -90,9 +105,18 @@ func (h *Handler) updateAccount(w http.ResponseWriter, r *http.Request, p Princi
 			return err
 		}
 	}
-	a, err := h.ks.UpdateAccount(r.Context(), p, r.PathValue("id"), storage.AccountPatch{
-		Name: req.Name, Team: req.Team, Scopes: req.Scopes, Disabled: req.Disabled,
-	})
+	policy, err := policyOf(req.Limits, req.AllowedIPs, true)
+	if err != nil {
+		return err
+	}
+	patch := storage.AccountPatch{Name: req.Name, Team: req.Team, Scopes: req.Scopes, Disabled: req.Disabled}
+	if req.Limits != nil {
+		patch.Limits = &policy.Limits
+	}
+	if req.AllowedIPs != nil {
+		patch.AllowedIPs = &policy.AllowedIPs
+	}
+	a, err := h.ks.UpdateAccount(r.Context(), p, r.PathValue("id"), patch)
 	if err != nil {
 		return err
 	}

@@ -50,11 +50,19 @@ type Counts struct {
 	Tokens   int64 `json:"tokens"`
 }
 
-// ServeCheck answers GET /check: the store's health (see Check), with
-// listener the state of its change listener (nil when it has none). For
-// the trusted admin endpoint only: it says where the store is and what it
+// ReportListener has GET /check report the state of the store's change
+// listener as fn returns it (nil: the store has none, as the file store).
+// Call it before the handler serves.
+func (h *Handler) ReportListener(fn func() *ListenerStatus) { h.listener = fn }
+
+// serveCheck answers GET /check: the store's health (see Check). It is
+// for Caddy's admin endpoint only: it says where the store is and what it
 // holds.
-func (h *Handler) ServeCheck(w http.ResponseWriter, r *http.Request, listener *ListenerStatus) {
+func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
+	var listener *ListenerStatus
+	if h.listener != nil {
+		listener = h.listener()
+	}
 	health, err := h.ks.Health(r.Context())
 	out := Check{Store: health.Kind, Location: health.Location, Reachable: err == nil,
 		SchemaVersion: health.SchemaVersion, LatestSchemaVersion: health.LatestSchemaVersion, Listener: listener}

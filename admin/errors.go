@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"go.uber.org/zap"
 
@@ -36,12 +37,6 @@ func errNotFound(format string, args ...any) *apiError {
 // fail answers err: API errors as they are, store errors by their kind,
 // anything else as a 500 that is logged.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	writeError(w, h.answer(w, r, err))
-}
-
-// answer is the answer to err, as fail gives it: it logs what is not the
-// client's fault and sets Retry-After on a 503.
-func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) *apiError {
 	var ae *apiError
 	var se *storage.Error
 	switch {
@@ -62,7 +57,7 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) *api
 		h.logger.Error("admin request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error"}
 	}
-	return ae
+	writeError(w, ae)
 }
 
 // ruleError answers a keystore rule's refusal.
@@ -77,7 +72,8 @@ func ruleError(e *storage.Error) *apiError {
 	case e.Scope != "":
 		return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message, extra: map[string]any{"scope": e.Scope}}
 	}
-	return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message}
+	// A refusal of a usage policy names the field it refuses.
+	return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message, field: e.Field}
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
@@ -133,7 +129,7 @@ func decodeError(err error) error {
 	case errors.As(err, &se):
 		return errInvalid("", "malformed JSON at byte %d", se.Offset)
 	case errors.As(err, &te):
-		field := te.Field
+		field := jsonPath(te.Field)
 		if field == "" {
 			return errInvalid("", "the body must be a JSON object")
 		}
@@ -147,4 +143,19 @@ func decodeError(err error) error {
 		return errInvalid(field, "unknown field %q", field)
 	}
 	return errInvalid("", "invalid JSON body: %v", err)
+}
+
+// jsonPath is the JSON path of an UnmarshalTypeError's Field: without
+// the Go names of the embedded structs it passes through
+// ("UpdateKeyRequest.name" is "name"), the API's JSON names being lower
+// case.
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if p != "" && !unicode.IsUpper([]rune(p)[0]) {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
 }

@@ -110,12 +110,11 @@ func (h *Handler) ServeImport(w http.ResponseWriter, r *http.Request) {
 }
 
 // failLine answers an import error, naming the line and how many records
-// were imported before it.
+// were imported before it; an error of the store itself (unavailable,
+// internal) is answered as elsewhere.
 func (h *Handler) failLine(w http.ResponseWriter, r *http.Request, line, imported int, err error) {
-	var (
-		ae *apiError
-		se *storage.Error
-	)
+	var ae *apiError
+	var se *storage.Error
 	switch {
 	case errors.As(err, &ae):
 	case errors.As(err, &se):
@@ -125,8 +124,8 @@ func (h *Handler) failLine(w http.ResponseWriter, r *http.Request, line, importe
 	case errors.Is(err, storage.ErrInvalid):
 		ae = errInvalid("", "line %d: %v", line, err)
 	default:
-		// The store's failure (503 with Retry-After), or an internal one.
-		ae = h.answer(w, r, fmt.Errorf("line %d: %w", line, err))
+		h.fail(w, r, fmt.Errorf("line %d: %w", line, err))
+		return
 	}
 	if ae.extra == nil {
 		ae.extra = map[string]any{}

@@ -49,14 +49,23 @@ type Handler struct {
 	tokens token.Format
 	logger *zap.Logger
 	mux    *http.ServeMux
-	routes []Route
+	// trusted serves Caddy's admin endpoint: the routes only it has, then
+	// mux.
+	trusted *http.ServeMux
+	routes  []Route
+	// scopes maps each route's mux pattern to the scope it requires.
+	scopes map[string]string
+	usage  usage
+	// listener reports the store's change listener for GET /check; nil
+	// when the store has none.
+	listener func() *ListenerStatus
 }
 
 // New returns the admin API on the keystore ks, issuing tokens of the
 // given format. It parses requests, calls the keystore, which applies
 // every rule, and renders the answer.
 func New(ks *storage.Keystore, tokens token.Format, logger *zap.Logger) *Handler {
-	h := &Handler{ks: ks, tokens: tokens, logger: logger, mux: http.NewServeMux()}
+	h := &Handler{ks: ks, tokens: tokens, logger: logger, mux: http.NewServeMux(), scopes: map[string]string{}}
 	h.route("POST /accounts", "accounts:create", h.createAccount)
 	h.route("GET /accounts", "accounts:read", h.listAccounts)
 	h.route("GET /accounts/{id}", "accounts:read", h.getAccount)
@@ -77,25 +86,56 @@ func New(ks *storage.Keystore, tokens token.Format, logger *zap.Logger) *Handler
 	h.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 	h.routes = append(h.routes, Route{Method: "GET", Path: "/openapi.json"})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if allow := h.allowedMethods(r); len(allow) > 0 {
-			w.Header().Set("Allow", strings.Join(allow, ", "))
-			writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
-				message: fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+		if allow := allowedMethods(h.mux, r); len(allow) > 0 {
+			methodNotAllowed(w, r, allow)
+			return
+		}
+		if _, pattern := h.trusted.Handler(r); pattern != "/" {
+			writeError(w, errNotFound("%s %s is served on Caddy's admin endpoint only", r.Method, r.URL.Path))
 			return
 		}
 		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
 	})
+
+	// Export and import move token hashes, and the check says where the
+	// store is: Caddy's admin endpoint only.
+	h.trusted = http.NewServeMux()
+	h.trustedRoute("GET /export", h.ServeExport)
+	h.trustedRoute("POST /import", h.ServeImport)
+	h.trustedRoute("GET /check", h.serveCheck)
+	h.trusted.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(h.trusted, r); len(allow) > 0 {
+			methodNotAllowed(w, r, allow)
+			return
+		}
+		h.mux.ServeHTTP(w, r)
+	})
 	return h
 }
 
-// allowedMethods returns the methods some route serves on r's path: the
-// catch-all route answers every method, so the mux cannot say 405 itself.
-func (h *Handler) allowedMethods(r *http.Request) []string {
+// trustedRoute registers fn under pattern on Caddy's admin endpoint only.
+func (h *Handler) trustedRoute(pattern string, fn http.HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	h.routes = append(h.routes, Route{Method: method, Path: path, AdminEndpointOnly: true})
+	h.trusted.HandleFunc(pattern, fn)
+}
+
+// methodNotAllowed answers 405 with the methods the path allows.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow []string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+		message: fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+}
+
+// allowedMethods returns the methods some route of mux serves on r's
+// path: the catch-all route answers every method, so the mux cannot say
+// 405 itself.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
 		probe := *r
 		probe.Method = m
-		if _, pattern := h.mux.Handler(&probe); pattern != "/" {
+		if _, pattern := mux.Handler(&probe); pattern != "/" {
 			allow = append(allow, m)
 			if m == http.MethodGet {
 				allow = append(allow, http.MethodHead) // the mux serves HEAD with GET
@@ -109,8 +149,12 @@ func (h *Handler) allowedMethods(r *http.Request) []string {
 type Route struct {
 	Method, Path string
 	// Scope is the scope the route requires; empty when any caller may
-	// use it (any valid key for /whoami, anyone for /openapi.json).
+	// use it (any valid key for /whoami, anyone for /openapi.json) and on
+	// the routes of Caddy's admin endpoint only.
 	Scope string
+	// AdminEndpointOnly routes are served by ServeTrusted only, never
+	// through apikey_admin.
+	AdminEndpointOnly bool
 }
 
 // Routes returns the routes the handler serves.
@@ -124,16 +168,17 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p Principal) error
 func (h *Handler) route(pattern, requiredScope string, fn handlerFunc) {
 	method, path, _ := strings.Cut(pattern, " ")
 	h.routes = append(h.routes, Route{Method: method, Path: path, Scope: requiredScope})
+	h.scopes[pattern] = requiredScope
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, ok := PrincipalFrom(r.Context())
 		if !ok {
 			writeError(w, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "no credential"})
 			return
 		}
-		if requiredScope != "" && !scope.AnyCovers(p.Scopes, requiredScope) {
+		if lacks(p, requiredScope) {
 			writeError(w, &apiError{
 				status: http.StatusForbidden, code: "insufficient_scope",
-				message: "this key lacks the scope " + requiredScope,
+				message: "the API key lacks the scope " + requiredScope,
 				extra:   map[string]any{"required_scope": requiredScope},
 			})
 			return
@@ -144,7 +189,33 @@ func (h *Handler) route(pattern, requiredScope string, fn handlerFunc) {
 	})
 }
 
-// ServeHTTP implements http.Handler.
+// lacks reports whether p lacks the scope a route requires ("" for none).
+func lacks(p Principal, requiredScope string) bool {
+	return requiredScope != "" && !scope.AnyCovers(p.Scopes, requiredScope)
+}
+
+// MissingScope returns the scope that the route r goes to requires and p
+// lacks, or "" when p may call that route or r goes to none (the handler
+// answers those). The handler refuses such calls itself, with 403
+// insufficient_scope; a caller that answers refusals its own way (with
+// the challenge of its realm) asks first.
+func (h *Handler) MissingScope(r *http.Request, p Principal) string {
+	_, pattern := h.mux.Handler(r)
+	if required := h.scopes[pattern]; lacks(p, required) {
+		return required
+	}
+	return ""
+}
+
+// ServeHTTP implements http.Handler: the API as apikey_admin serves it,
+// as the request's Principal.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
+}
+
+// ServeTrusted serves the API as Caddy's admin endpoint does: as the
+// Trusted principal, with the routes only that endpoint has (GET /export
+// and POST /import, which move token hashes, and GET /check).
+func (h *Handler) ServeTrusted(w http.ResponseWriter, r *http.Request) {
+	h.trusted.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Trusted)))
 }

@@ -10,8 +10,17 @@ import (
 	"github.com/keygate/keygate/storage"
 )
 
+// createKeyBody is a CreateKeyRequest with its policy fields raw
+// (policy.go).
+type createKeyBody struct {
+	CreateKeyRequest
+	Limits     json.RawMessage `json:"limits"`
+	AllowedIPs json.RawMessage `json:"allowed_ips"`
+	Credits    json.RawMessage `json:"credits"`
+}
+
 func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, p Principal) error {
-	var req CreateKeyRequest
+	var req createKeyBody
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -28,10 +37,19 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, p Principal)
 	if err := checkText("account", req.Account, false, maxNameLen); err != nil {
 		return err
 	}
+	policy, err := policyOf(req.Limits, req.AllowedIPs, false)
+	if err != nil {
+		return err
+	}
+	if req.Credits != nil {
+		if policy.Credits, err = parseCredits(req.Credits); err != nil {
+			return err
+		}
+	}
 	secret := h.tokens.Generate()
 	k, err := h.ks.CreateKey(r.Context(), p, storage.NewKey{
 		Account: req.Account, Name: req.Name, Description: req.Description, Tags: req.Tags,
-		Scopes: req.Scopes, ExpiresAt: expiresAt,
+		Scopes: req.Scopes, ExpiresAt: expiresAt, Policy: policy,
 	}, storage.NewSecret(secret))
 	if err != nil {
 		return err
@@ -127,7 +145,15 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, keyJSON(k, time.Now()))
+	out := keyJSON(k, time.Now())
+	if h.usage.p.Load() != nil {
+		a, err := h.ks.Account(r.Context(), p, k.AccountID)
+		if err != nil {
+			return err
+		}
+		out.Usage = h.usageOf(r.Context(), k, a)
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -148,10 +174,13 @@ func (h *Handler) deleteKey(w http.ResponseWriter, r *http.Request, p Principal)
 type updateKeyBody struct {
 	UpdateKeyRequest
 	immutableFields
-	Account   json.RawMessage `json:"account"`
-	Tokens    json.RawMessage `json:"tokens"`
-	CreatedBy json.RawMessage `json:"created_by"`
-	Effective json.RawMessage `json:"effective_scopes"`
+	Account    json.RawMessage `json:"account"`
+	Tokens     json.RawMessage `json:"tokens"`
+	CreatedBy  json.RawMessage `json:"created_by"`
+	Effective  json.RawMessage `json:"effective_scopes"`
+	Usage      json.RawMessage `json:"usage"`
+	Limits     json.RawMessage `json:"limits"`
+	AllowedIPs json.RawMessage `json:"allowed_ips"`
 }
 
 func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal) error {
@@ -170,7 +199,8 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal)
 	if err := req.check(); err != nil {
 		return err
 	}
-	for name, v := range map[string]json.RawMessage{"account": req.Account, "tokens": req.Tokens, "created_by": req.CreatedBy, "effective_scopes": req.Effective} {
+	for name, v := range map[string]json.RawMessage{"account": req.Account, "tokens": req.Tokens, "created_by": req.CreatedBy,
+		"effective_scopes": req.Effective, "usage": req.Usage} {
 		if v != nil {
 			return errInvalid(name, "%s cannot be changed", name)
 		}
@@ -188,6 +218,21 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, p Principal)
 			return err
 		}
 		patch.Scopes = &scopes
+	}
+	policy, err := policyOf(req.Limits, req.AllowedIPs, true)
+	if err != nil {
+		return err
+	}
+	if req.Limits != nil {
+		patch.Limits = &policy.Limits
+	}
+	if req.AllowedIPs != nil {
+		patch.AllowedIPs = &policy.AllowedIPs
+	}
+	if req.Credits != nil {
+		if patch.Credits, patch.ClearCredits, err = parseCreditsPatch(req.Credits); err != nil {
+			return err
+		}
 	}
 	updated, err := h.ks.UpdateKey(r.Context(), p, id, patch)
 	if err != nil {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 	"unicode"
@@ -19,12 +20,17 @@ type Account struct {
 	Scopes    []string  `json:"scopes"`
 	Disabled  bool      `json:"disabled"`
 	CreatedAt time.Time `json:"created_at"`
+	// Limits are rate windows shared by all the account's keys.
+	Limits []Limit `json:"limits"`
+	// AllowedIPs are the prefixes its keys may be used from; empty:
+	// anywhere.
+	AllowedIPs []string `json:"allowed_ips"`
 }
 
 func accountJSON(a *storage.Account) Account {
 	return Account{
 		ID: a.ID, Name: a.Name, Kind: a.Kind, Team: a.Team, Scopes: nonNil(a.Scopes),
-		Disabled: a.Disabled, CreatedAt: a.CreatedAt,
+		Disabled: a.Disabled, CreatedAt: a.CreatedAt, Limits: limitsJSON(a.Policy.Limits), AllowedIPs: ipsJSON(a.Policy.AllowedIPs),
 	}
 }
 
@@ -41,6 +47,71 @@ type Key struct {
 	CreatedAt       time.Time         `json:"created_at"`
 	CreatedBy       string            `json:"created_by"`
 	Tokens          []Token           `json:"tokens"`
+	// Limits are the key's own rate windows; its account's apply too.
+	Limits []Limit `json:"limits"`
+	// AllowedIPs are the prefixes the key may be used from; empty:
+	// anywhere its account allows.
+	AllowedIPs []string `json:"allowed_ips"`
+	// Credits is null when the key has no credit limit.
+	Credits *Credits `json:"credits"`
+	// Usage is the current use of the key's and its account's windows,
+	// in GET /keys/{id} when the gateway reports it.
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Credits is a key's credit balance as the store holds it, settled (a
+// refill that is due counts as done); credits that gateways hold in
+// leases are not in it until they return what they did not spend.
+type Credits struct {
+	Remaining int64   `json:"remaining"`
+	Refill    *Refill `json:"refill"`
+	// NextRefill is when the refill next applies; null without one.
+	NextRefill *time.Time `json:"next_refill"`
+}
+
+// Usage is the current use of rate windows.
+type Usage struct {
+	// Windows are the key's own, AccountWindows its account's.
+	Windows        []WindowUsage `json:"windows"`
+	AccountWindows []WindowUsage `json:"account_windows"`
+}
+
+// WindowUsage is how much of one rate window is used now.
+type WindowUsage struct {
+	Name     string    `json:"name"`
+	Limit    int64     `json:"limit"`
+	Window   string    `json:"window"`
+	Used     int64     `json:"used"`
+	ResetsAt time.Time `json:"resets_at"`
+}
+
+func limitsJSON(ws []storage.Window) []Limit {
+	out := make([]Limit, len(ws))
+	for i, w := range ws {
+		out[i] = Limit{Name: w.Name, Limit: w.Limit, Window: storage.FormatWindowLength(w.Length)}
+	}
+	return out
+}
+
+func ipsJSON(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+func creditsJSON(c *storage.Credits) *Credits {
+	if c == nil {
+		return nil
+	}
+	out := &Credits{Remaining: c.Remaining}
+	if r := c.Refill; r != nil {
+		out.Refill = &Refill{Amount: r.Amount, Interval: r.Interval, Day: r.Day}
+		next := c.NextRefill
+		out.NextRefill = &next
+	}
+	return out
 }
 
 func keyJSON(k *storage.Key, now time.Time) Key {
@@ -48,6 +119,7 @@ func keyJSON(k *storage.Key, now time.Time) Key {
 		ID: k.ID, Account: k.AccountID, Name: k.Name, Description: k.Description, Tags: nonNilTags(k.Tags),
 		Scopes: k.Scopes, EffectiveScopes: nonNil(k.EffectiveScopes), CreatedAt: k.CreatedAt,
 		CreatedBy: k.CreatedBy, Tokens: make([]Token, len(k.Tokens)),
+		Limits: limitsJSON(k.Policy.Limits), AllowedIPs: ipsJSON(k.Policy.AllowedIPs), Credits: creditsJSON(k.Policy.Credits),
 	}
 	for i := range k.Tokens {
 		out.Tokens[i] = tokenJSON(&k.Tokens[i], now)

@@ -86,6 +86,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		} else if got != r.Scope {
 			t.Errorf("%s %s: x-required-scope %q, the route requires %q", k.method, k.path, got, r.Scope)
 		}
+		if only, _ := operation["x-admin-endpoint-only"].(bool); only != r.AdminEndpointOnly {
+			t.Errorf("%s %s: x-admin-endpoint-only %v, the route is served on the admin endpoint only: %v", k.method, k.path, operation["x-admin-endpoint-only"], r.AdminEndpointOnly)
+		}
 	}
 	for k := range documented {
 		if _, ok := served[k]; !ok {

@@ -15,15 +15,59 @@ type CreateAccountRequest struct {
 	Team     string   `json:"team,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
 	Disabled bool     `json:"disabled,omitempty"`
+	// Limits are rate windows shared by all the account's keys.
+	Limits []Limit `json:"limits,omitempty"`
+	// AllowedIPs are CIDR prefixes (or single addresses) the account's
+	// keys may be used from; empty: anywhere.
+	AllowedIPs []string `json:"allowed_ips,omitempty"`
 }
 
 // UpdateAccountRequest is the body of PATCH /accounts/{id}: the fields
-// that are set are changed, the others kept.
+// that are set are changed, the others kept. An empty list (or JSON
+// null) of limits or allowed IPs removes them all.
 type UpdateAccountRequest struct {
-	Name     *string   `json:"name,omitempty"`
-	Team     *string   `json:"team,omitempty"`
-	Scopes   *[]string `json:"scopes,omitempty"`
-	Disabled *bool     `json:"disabled,omitempty"`
+	Name       *string   `json:"name,omitempty"`
+	Team       *string   `json:"team,omitempty"`
+	Scopes     *[]string `json:"scopes,omitempty"`
+	Disabled   *bool     `json:"disabled,omitempty"`
+	Limits     *[]Limit  `json:"limits,omitempty"`
+	AllowedIPs *[]string `json:"allowed_ips,omitempty"`
+}
+
+// Limit is a rate window: at most Limit requests per Window, a Go
+// duration of whole seconds from 1s to 744h ("1s", "1m", "24h"). Names
+// are 1 to 32 of [a-z0-9_-], unique on their key or account.
+type Limit struct {
+	Name   string `json:"name"`
+	Limit  int64  `json:"limit"`
+	Window string `json:"window"`
+}
+
+// Refill is a credit refill schedule: the balance goes back to Amount at
+// 00:00 UTC every day ("daily", no day), every week on weekday Day
+// ("weekly", 0 Sunday to 6), or every month on day Day ("monthly", 1 to
+// 31, clamped to the month's last day; 0 is 1).
+type Refill struct {
+	Amount   int64  `json:"amount"`
+	Interval string `json:"interval"`
+	Day      int    `json:"day"`
+}
+
+// CreditsRequest gives a key credits: a balance spent by its requests
+// and, optionally, refilled on a schedule.
+type CreditsRequest struct {
+	Remaining int64   `json:"remaining"`
+	Refill    *Refill `json:"refill,omitempty"`
+}
+
+// CreditsPatch changes a key's credits (the "credits" of PATCH
+// /keys/{id}): the fields set are changed. Remaining sets the balance,
+// voiding the leases gateways hold; Refill replaces the schedule, JSON
+// null (NoRefill) removes it. On a key without credits it gives it some,
+// Remaining defaulting to the refill's amount.
+type CreditsPatch struct {
+	Remaining *int64          `json:"remaining,omitempty"`
+	Refill    json.RawMessage `json:"refill,omitempty"`
 }
 
 // CreateKeyRequest is the body of POST /keys.
@@ -39,6 +83,14 @@ type CreateKeyRequest struct {
 	Scopes []string `json:"scopes"`
 	// ExpiresAt is the first token's expiry, RFC 3339; empty: never.
 	ExpiresAt string `json:"expires_at,omitempty"`
+	// Limits are the key's own rate windows; its account's apply too.
+	// Through apikey_admin a key created without them gets its creator's.
+	Limits []Limit `json:"limits,omitempty"`
+	// AllowedIPs are CIDR prefixes (or single addresses) the key may be
+	// used from; empty: anywhere its account allows.
+	AllowedIPs []string `json:"allowed_ips,omitempty"`
+	// Credits is nil for a key without a credit limit.
+	Credits *CreditsRequest `json:"credits,omitempty"`
 }
 
 // UpdateKeyRequest is the body of PATCH /keys/{id}: the fields that are
@@ -51,6 +103,13 @@ type UpdateKeyRequest struct {
 	// JSON null (InheritScopes) makes the key inherit its account's, a
 	// list sets them.
 	Scopes json.RawMessage `json:"scopes,omitempty"`
+	// Limits and AllowedIPs replace the key's; an empty list (or JSON
+	// null) removes them all.
+	Limits     *[]Limit  `json:"limits,omitempty"`
+	AllowedIPs *[]string `json:"allowed_ips,omitempty"`
+	// Credits is raw for three cases: absent keeps them, JSON null
+	// (Unlimited) removes them, a CreditsPatch changes them.
+	Credits json.RawMessage `json:"credits,omitempty"`
 }
 
 // CreateTokenRequest is the body of POST /keys/{id}/tokens.
@@ -94,3 +153,9 @@ var InheritScopes = json.RawMessage("null")
 
 // NeverExpires is UpdateTokenRequest.ExpiresAt for "no expiry".
 var NeverExpires = json.RawMessage("null")
+
+// Unlimited is UpdateKeyRequest.Credits for "no credit limit".
+var Unlimited = json.RawMessage("null")
+
+// NoRefill is CreditsPatch.Refill for "no refill".
+var NoRefill = json.RawMessage("null")

@@ -47,7 +47,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 }
 
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	app, h, err := a.apiHandler()
+	h, err := a.apiHandler()
 	if err != nil {
 		// Answered like the API's own errors, not as a Caddy APIError.
 		w.Header().Set("Content-Type", "application/json")
@@ -55,40 +55,28 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return json.NewEncoder(w).Encode(map[string]string{"error": "unavailable", "message": err.Error()})
 	}
-	r2 := r.Clone(admin.WithPrincipal(r.Context(), admin.Trusted))
+	r2 := r.Clone(r.Context())
 	r2.URL.Path = strings.TrimPrefix(r.URL.Path, AdminAPIPrefix)
 	r2.URL.RawPath = ""
-	// Export and import move token hashes, and the check says where the
-	// store is: only on this trusted endpoint.
-	switch {
-	case r2.Method == http.MethodGet && r2.URL.Path == "/export":
-		h.ServeExport(w, r2)
-	case r2.Method == http.MethodPost && r2.URL.Path == "/import":
-		h.ServeImport(w, r2)
-	case r2.Method == http.MethodGet && r2.URL.Path == "/check":
-		h.ServeCheck(w, r2, app.store.listener().status())
-	default:
-		h.ServeHTTP(w, r2)
-	}
+	h.ServeTrusted(w, r2)
 	return nil
 }
 
-// apiHandler returns the running config's apikeys app and its admin API.
-func (a *AdminAPI) apiHandler() (*App, *admin.Handler, error) {
+// apiHandler returns the admin API of the running config's apikeys app.
+func (a *AdminAPI) apiHandler() (*admin.Handler, error) {
 	running := caddy.ActiveContext()
 	if running.Context == nil {
-		return nil, nil, errors.New("no config is running yet")
+		return nil, errors.New("no config is running yet")
 	}
 	appModule, err := running.AppIfConfigured("apikeys")
 	if err != nil {
-		return nil, nil, errors.New("keygate is not configured: add the apikeys global option or an apikey_auth handler")
+		return nil, errors.New("keygate is not configured: add the apikeys global option or an apikey_auth handler")
 	}
-	app := appModule.(*App)
-	api := app.api()
+	api := appModule.(*App).api()
 	if api == nil {
-		return nil, nil, errors.New("the key store is not open yet")
+		return nil, errors.New("the key store is not open yet")
 	}
-	return app, api, nil
+	return api, nil
 }
 
 // Interface guards

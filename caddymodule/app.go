@@ -155,7 +155,9 @@ func (a *App) Start() error {
 	if err := a.cache.open(); err != nil {
 		return err
 	}
-	a.adminAPI.Store(admin.New(a.store.get(), a.tokens, a.logger.Named("admin")))
+	api := admin.New(a.store.get(), a.tokens, a.logger.Named("admin"))
+	api.ReportListener(a.store.listener().status)
+	a.adminAPI.Store(api)
 	a.warnUnredactedLogs()
 	return nil
 }

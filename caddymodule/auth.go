@@ -4,21 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/textproto"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/keygate/keygate/internal/routetable"
 	"github.com/keygate/keygate/internal/scope"
-	"github.com/keygate/keygate/storage"
-	"github.com/keygate/keygate/storage/token"
 )
 
 func init() {
@@ -42,6 +36,7 @@ const (
 // on without its credential and with the caller's identity in placeholders.
 // Methods and paths are matched, and passed on, in one canonical form;
 // paths an upstream could read differently are refused (requestpath.go).
+// How the key is read, verified and refused is its Authenticator's.
 //
 // The scope table maps method and path patterns to a scope, "public" or
 // "authenticated"; the most specific pattern wins whatever the order, and
@@ -49,13 +44,7 @@ const (
 // all of those scopes (use it with Match). With neither, any valid key
 // passes.
 type AuthHandler struct {
-	// Headers are the credential sources, in order. Authorization accepts
-	// "Bearer <token>", Basic with the token as user name or password, and
-	// a bare token; other headers carry the bare token. Default:
-	// X-API-Key, then Authorization.
-	Headers []string `json:"headers,omitempty"`
-	// Realm is named in WWW-Authenticate challenges. Default: "API".
-	Realm string `json:"realm,omitempty"`
+	Authenticator
 	// Routes is the scope table.
 	Routes []RouteRule `json:"routes,omitempty"`
 	// Default applies to requests no route matches: "deny" (the default
@@ -77,13 +66,8 @@ type AuthHandler struct {
 	MatchRaw caddyhttp.RawMatcherSets `json:"match,omitempty" caddy:"namespace=http.matchers"`
 
 	matchers caddyhttp.MatcherSets
-	app      *App
-	tokens   token.Format
-	sources  []string
 	table    routetable.Table[*access]
 	fallback *access
-	answers  answers
-	logger   *zap.Logger
 }
 
 // RouteRule is one line of the scope table.
@@ -106,12 +90,6 @@ type access struct {
 	insufficient []*denial
 }
 
-// answers are the handler's refusals that do not depend on the route.
-type answers struct {
-	unauthorized, invalidToken, expired, disabled, invalidRequest, forbidden, unavailable *denial
-	requestAnswers
-}
-
 // CaddyModule returns the Caddy module information.
 func (AuthHandler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -120,77 +98,59 @@ func (AuthHandler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision compiles the scope table and finds the apikeys app.
+// Provision finds the apikeys app and compiles the scope table.
 func (h *AuthHandler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
-	appModule, err := ctx.App("apikeys")
-	if err != nil {
-		return fmt.Errorf("loading apikeys app: %w", err)
+	if err := h.Authenticator.provision(ctx); err != nil {
+		return err
 	}
-	h.app = appModule.(*App)
-	h.tokens = h.app.Tokens()
 	if err := h.provisionMatch(ctx); err != nil {
 		return err
 	}
-	return h.compile()
+	return h.compileTable()
 }
 
-// compile checks the configuration and builds the table and answers.
+// compile checks the whole configuration and builds the answers and the
+// table, as Provision does without the app.
 func (h *AuthHandler) compile() error {
-	if h.Realm == "" {
-		h.Realm = "API"
+	if err := h.Authenticator.compile(); err != nil {
+		return err
 	}
-	if strings.ContainsAny(h.Realm, "\"\\\r\n") {
-		return fmt.Errorf("realm %q: must not contain quotes, backslashes or line breaks", h.Realm)
-	}
-	headers := h.Headers
-	if len(headers) == 0 {
-		headers = []string{"X-API-Key", authorization}
-	}
-	h.sources = h.sources[:0]
-	for _, name := range headers {
-		if !httpguts.ValidHeaderFieldName(name) {
-			return fmt.Errorf("header %q: not a valid header name", name)
-		}
-		h.sources = append(h.sources, textproto.CanonicalMIMEHeaderKey(name))
-	}
+	return h.compileTable()
+}
 
-	h.answers = answers{
-		unauthorized:   newDenial(resultUnauthorized, http.StatusUnauthorized, "unauthorized", "an API key is required", challenge(h.Realm), nil),
-		invalidToken:   newDenial(resultInvalidToken, http.StatusUnauthorized, "invalid_token", "the API key is not valid", challenge(h.Realm, "error", "invalid_token"), nil),
-		expired:        newDenial(resultExpired, http.StatusUnauthorized, "invalid_token", "the API key has expired", challenge(h.Realm, "error", "invalid_token"), nil),
-		disabled:       newDenial(resultDisabled, http.StatusUnauthorized, "invalid_token", "the API key's account is disabled", challenge(h.Realm, "error", "invalid_token"), nil),
-		invalidRequest: newDenial(resultInvalidRequest, http.StatusUnauthorized, "invalid_request", "the request carries two different credentials", challenge(h.Realm, "error", "invalid_request"), nil),
-		forbidden:      newDenial(resultForbidden, http.StatusForbidden, "forbidden", "no API route matches this request", "", nil),
-		unavailable:    newDenial(resultUnavailable, http.StatusServiceUnavailable, "unavailable", "the key store is unavailable; retry later", "", nil),
-	}
-	h.answers.requestAnswers = newRequestAnswers()
-
+// compileTable checks the scope table, default and require and builds
+// the table. Errors name the setting at fault (settingError).
+func (h *AuthHandler) compileTable() error {
 	if len(h.Require) > 0 {
 		if len(h.Routes) > 0 || h.Default != "" {
-			return errors.New("require cannot be combined with a scope table or default")
+			return &settingError{setting: "require", err: errors.New("require cannot be combined with a scope table or default")}
 		}
-		for _, s := range h.Require {
+		for i, s := range h.Require {
 			if s == AccessPublic || s == AccessDeny || (s == AccessAuthenticated && len(h.Require) > 1) {
-				return fmt.Errorf("require %q: require lists scopes (or authenticated alone); for public or denied routes use a scope table", s)
+				return &settingError{setting: "require", index: i,
+					err: fmt.Errorf("require %q: require lists scopes (or authenticated alone); for public or denied routes use a scope table", s)}
 			}
 		}
 		acc, err := h.newAccess(h.Require)
 		if err != nil {
-			return fmt.Errorf("require: %w", err)
+			return &settingError{setting: "require", index: err.index, err: fmt.Errorf("require: %w", err.err)}
 		}
 		h.fallback = acc
 		return nil
 	}
 
 	h.table = routetable.Table[*access]{}
-	for _, rule := range h.Routes {
+	for i, rule := range h.Routes {
+		fail := func(err error) error { return &settingError{setting: "scope", index: i, err: err} }
 		acc, err := h.newAccess([]string{rule.Scope})
 		if err != nil {
-			return fmt.Errorf("scope %s %s: %w", strings.Join(rule.Methods, ","), rule.Path, err)
+			return fail(fmt.Errorf("scope %s %s: %w", strings.Join(rule.Methods, ","), rule.Path, err.err))
+		}
+		if err := checkMethods(rule.Methods); err != nil {
+			return fail(fmt.Errorf("scope %s %s: %w", strings.Join(rule.Methods, ","), rule.Path, err))
 		}
 		if err := h.table.Add(rule.Methods, rule.Path, acc); err != nil {
-			return fmt.Errorf("scope table: %w", err)
+			return fail(fmt.Errorf("scope table: %w", err))
 		}
 	}
 	def := h.Default
@@ -202,14 +162,21 @@ func (h *AuthHandler) compile() error {
 	}
 	acc, err := h.newAccess([]string{def})
 	if err != nil {
-		return fmt.Errorf("default: %w", err)
+		return &settingError{setting: "default", err: fmt.Errorf("default %q: want deny, authenticated, public or a scope: %w", def, err.err)}
 	}
 	h.fallback = acc
 	return nil
 }
 
-// newAccess builds what a route requires from its scope words.
-func (h *AuthHandler) newAccess(words []string) (*access, error) {
+// wordError is an access word that newAccess refuses, and its index.
+type wordError struct {
+	index int
+	err   error
+}
+
+// newAccess builds what a route requires from its access words: one
+// keyword (accessKeyword), or scopes that are not likely typos of one.
+func (h *AuthHandler) newAccess(words []string) (*access, *wordError) {
 	if len(words) == 1 {
 		switch words[0] {
 		case AccessPublic:
@@ -221,14 +188,12 @@ func (h *AuthHandler) newAccess(words []string) (*access, error) {
 		}
 	}
 	acc := &access{}
-	for _, s := range words {
-		if err := scope.Validate(s); err != nil {
-			return nil, err
+	for i, s := range words {
+		if err := checkScopeWord(s); err != nil {
+			return nil, &wordError{index: i, err: err}
 		}
 		acc.scopes = append(acc.scopes, s)
-		acc.insufficient = append(acc.insufficient, newDenial(resultInsufficientScope, http.StatusForbidden, "insufficient_scope",
-			"the API key lacks the scope "+s, challenge(h.Realm, "error", "insufficient_scope", "scope", s),
-			map[string]string{"required_scope": s}))
+		acc.insufficient = append(acc.insufficient, h.insufficientScope(s))
 	}
 	return acc, nil
 }
@@ -247,12 +212,7 @@ func (h *AuthHandler) serve(w http.ResponseWriter, r *http.Request, next caddyht
 	if denied != nil {
 		return denied.serve(w, r)
 	}
-	if cred == nil {
-		resultPublic.Inc()
-	} else {
-		resultAllowed.Inc()
-	}
-	setPlaceholders(r, cred)
+	admit(r, cred)
 	return next.ServeHTTP(w, r)
 }
 
@@ -263,48 +223,25 @@ func (h *AuthHandler) serve(w http.ResponseWriter, r *http.Request, next caddyht
 // route matches is itself read from the path), and the request goes on
 // with them: see requestpath.go.
 func (h *AuthHandler) authorize(r *http.Request) (*verified, *denial) {
-	path, escaped, bad := h.canonicalRequest(r)
+	path, escaped, bad := h.canonical(r, h.AllowEncodedSlash)
 	if bad != nil {
-		stripCredentials(r.Header, h.sources) // handle_errors routes may still proxy it
 		return nil, bad
 	}
 	return h.decide(r, path, escaped)
 }
 
 // decide is authorize for a request already made canonical; path and
-// escaped are what canonicalRequest returned.
+// escaped are what canonical returned.
 func (h *AuthHandler) decide(r *http.Request, path string, escaped bool) (*verified, *denial) {
 	acc := h.route(r.Method, path, escaped)
-	token, found := extractCredential(r.Header, h.sources, h.tokens)
-	stripCredentials(r.Header, h.sources)
 	if acc.public {
+		h.strip(r)
 		return nil, nil
 	}
-
-	switch found {
-	case credentialNone:
-		return nil, h.answers.unauthorized
-	case credentialConflict:
-		return nil, h.answers.invalidRequest
-	}
-	if !h.tokens.Valid(token) {
-		return nil, h.answers.invalidToken
-	}
-	verifier := h.app.verifier()
-	if verifier == nil {
-		return nil, h.answers.unavailable
-	}
-	cred, err := verifier.Verify(r.Context(), token)
+	cred, denied := h.authenticate(r)
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil, h.answers.invalidToken
-	case err != nil:
-		h.logger.Warn("key store unavailable", zap.Error(err))
-		return nil, h.answers.unavailable
-	case cred.Disabled:
-		return nil, h.answers.disabled
-	case !cred.ExpiresAt.IsZero() && !time.Now().Before(cred.ExpiresAt):
-		return nil, h.answers.expired
+	case denied != nil:
+		return nil, denied
 	case acc.deny:
 		return nil, h.answers.forbidden
 	}
@@ -333,143 +270,6 @@ func (h *AuthHandler) route(method, path string, escaped bool) *access {
 		return h.fallback
 	}
 	return acc
-}
-
-// setPlaceholders exposes the caller's identity to later handlers and
-// logs; on a public route (cred nil) the {apikey.*} placeholders are empty.
-func setPlaceholders(r *http.Request, cred *verified) {
-	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if !ok {
-		return
-	}
-	if cred == nil {
-		repl.Map(anonymousVars)
-		return
-	}
-	repl.Map(cred.vars)
-}
-
-// parseAuthDirective sets up the handler from the Caddyfile:
-//
-//	apikey_auth [<matcher>] {
-//		header <name>
-//		realm <realm>
-//		scope <methods> <path> <scope|public|authenticated>
-//		default <deny|authenticated|public|scope>
-//		require <scope>...
-//		allow_encoded_slash
-//	}
-//
-// The matcher goes in the handler's "match", not on its route (see
-// guard.go), so the route has none.
-func parseAuthDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
-	if !h.Next() {
-		return nil, h.ArgErr()
-	}
-	matcherSet, err := h.ExtractMatcherSet()
-	if err != nil {
-		return nil, err
-	}
-	a := new(AuthHandler)
-	if err := a.UnmarshalCaddyfile(h.Dispenser); err != nil {
-		return nil, err
-	}
-	if matcherSet != nil {
-		a.MatchRaw = caddyhttp.RawMatcherSets{matcherSet}
-	}
-	return h.NewRoute(nil, a), nil
-}
-
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
-func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.Errf("apikey_auth: unexpected argument %q; options go in a block", d.Val())
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "header":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			h.Headers = append(h.Headers, d.Val())
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "realm":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			h.Realm = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "scope":
-			args := d.RemainingArgs()
-			if len(args) != 3 {
-				return d.Errf("scope: expected <methods> <path> <scope|public|authenticated>, got %d arguments", len(args))
-			}
-			rule := RouteRule{Path: args[1], Scope: args[2]}
-			if args[0] != "*" {
-				rule.Methods = strings.Split(args[0], ",")
-			}
-			if err := routetable.ValidatePattern(rule.Path); err != nil {
-				return d.Errf("scope: %v", err)
-			}
-			if rule.Scope != AccessPublic && rule.Scope != AccessAuthenticated {
-				if err := scope.Validate(rule.Scope); err != nil {
-					return d.Errf("scope %s %s: %v", args[0], args[1], err)
-				}
-			}
-			h.Routes = append(h.Routes, rule)
-		case "default":
-			if h.Default != "" {
-				return d.Err("default: already set")
-			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			h.Default = d.Val()
-			switch h.Default {
-			case AccessDeny, AccessAuthenticated, AccessPublic:
-			default:
-				if err := scope.Validate(h.Default); err != nil {
-					return d.Errf("default: want deny, authenticated, public or a scope: %v", err)
-				}
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "allow_encoded_slash":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.AllowEncodedSlash = true
-		case "require":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				args = []string{AccessAuthenticated}
-			}
-			for _, s := range args {
-				if s == AccessAuthenticated && len(args) == 1 {
-					continue
-				}
-				if err := scope.Validate(s); err != nil {
-					return d.Errf("require: %v", err)
-				}
-			}
-			h.Require = append(h.Require, args...)
-		default:
-			return d.Errf("apikey_auth: unknown option %q", d.Val())
-		}
-	}
-	// Catch what only the whole block shows (conflicting routes, require
-	// mixed with a table) while the line numbers are at hand.
-	probe := *h
-	if err := probe.compile(); err != nil {
-		return d.Errf("apikey_auth: %v", err)
-	}
-	return nil
 }
 
 // Interface guards

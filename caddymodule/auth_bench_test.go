@@ -57,8 +57,8 @@ func newBenchHandler(b *testing.B) (*AuthHandler, string) {
 			{Methods: []string{"POST"}, Path: "/v1/apps/{app}/runs", Scope: "apps:run"},
 			{Path: "/v1/secrets/*", Scope: "secrets"},
 		},
-		app: app, tokens: tokens, logger: zap.NewNop(),
 	}
+	h.app, h.tokens, h.logger = app, tokens, zap.NewNop()
 	if err := h.compile(); err != nil {
 		b.Fatal(err)
 	}

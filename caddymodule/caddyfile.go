@@ -1,15 +1,27 @@
 package caddymodule
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	edlib "github.com/hbollon/go-edlib"
 
 	"github.com/keygate/keygate/storage/token"
 )
+
+// The Caddyfile syntax of Keygate's global option and handlers. An error
+// points at the line at fault: settings checked only once the block is
+// read (a conflicting scope rule, a typo of a keyword) through
+// settingError and settingLines. What a setting means, and which values
+// are refused, is decided once, by the handler's compile, for JSON and
+// Caddyfile configurations alike.
 
 // parseGlobalOption sets up the apikeys app from the Caddyfile:
 //
@@ -63,7 +75,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		default:
-			return d.Errf("apikeys: unknown option %q", d.Val())
+			return unknownOption(d, "apikeys", d.Val(), "storage", "key_prefix", "cache")
 		}
 	}
 	return nil
@@ -126,8 +138,254 @@ func (a *App) unmarshalCache(d *caddyfile.Dispenser) error {
 				a.Cache.NegativeTTL = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("cache: unknown option %q", opt)
+			return unknownOption(d, "cache", opt, "max_entries", "ttl", "negative_ttl")
 		}
 	}
 	return nil
+}
+
+// parseAuthDirective sets up the handler from the Caddyfile:
+//
+//	apikey_auth [<matcher>] {
+//		header <name>
+//		realm <realm>
+//		scope <methods> <path> <scope|public|authenticated>
+//		default <deny|authenticated|public|scope>
+//		require <scope>...
+//		allow_encoded_slash
+//	}
+//
+// The matcher goes in the handler's "match", not on its route (see
+// guard.go), so the route has none.
+func parseAuthDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	a := new(AuthHandler)
+	if err := a.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if matcherSet != nil {
+		a.MatchRaw = caddyhttp.RawMatcherSets{matcherSet}
+	}
+	return h.NewRoute(nil, a), nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.Errf("apikey_auth: unexpected argument %q; options go in a block", d.Val())
+	}
+	lines := settingLines{}
+	for d.NextBlock(0) {
+		if ok, err := h.Authenticator.unmarshalOption(d, lines); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		switch d.Val() {
+		case "scope":
+			lines.add(d, "scope", len(h.Routes))
+			args := d.RemainingArgs()
+			if len(args) != 3 {
+				return d.Errf("scope: expected <methods> <path> <scope|public|authenticated>, got %d arguments", len(args))
+			}
+			rule := RouteRule{Path: args[1], Scope: args[2]}
+			if args[0] != "*" {
+				rule.Methods = strings.Split(args[0], ",")
+			}
+			h.Routes = append(h.Routes, rule)
+		case "default":
+			if h.Default != "" {
+				return d.Err("default: already set")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			lines.add(d, "default", 0)
+			h.Default = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "allow_encoded_slash":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AllowEncodedSlash = true
+		case "require":
+			if len(h.Require) == 0 {
+				lines.add(d, "require", 0) // "cannot be combined" points here
+			}
+			if !d.NextArg() {
+				h.Require = append(h.Require, AccessAuthenticated)
+				continue
+			}
+			for ok := true; ok; ok = d.NextArg() {
+				lines.add(d, "require", len(h.Require))
+				h.Require = append(h.Require, d.Val())
+			}
+		default:
+			return unknownOption(d, "apikey_auth", d.Val(), "header", "realm", "scope", "default", "require", "allow_encoded_slash")
+		}
+	}
+	// Check what only the whole block shows (conflicting routes, require
+	// mixed with a table), and every value, as Provision will.
+	probe := *h
+	if err := probe.compile(); err != nil {
+		return lines.errorf(d, "apikey_auth", err)
+	}
+	return nil
+}
+
+// parseAdminDirective sets up the handler from the Caddyfile:
+//
+//	apikey_admin [<matcher>] {
+//		header <name>
+//		realm <realm>
+//	}
+func parseAdminDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	a := new(AdminHandler)
+	err := a.UnmarshalCaddyfile(h.Dispenser)
+	return a, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (h *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	lines := settingLines{}
+	for d.NextBlock(0) {
+		ok, err := h.Auth.unmarshalOption(d, lines)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return unknownOption(d, "apikey_admin", d.Val(), "header", "realm")
+		}
+	}
+	probe := h.Auth.Authenticator
+	if err := probe.compile(); err != nil {
+		return lines.errorf(d, "apikey_admin", err)
+	}
+	return nil
+}
+
+// unmarshalOption reads an option of the authenticator (header, realm) if
+// the dispenser is at one, and reports whether it was.
+func (a *Authenticator) unmarshalOption(d *caddyfile.Dispenser, lines settingLines) (bool, error) {
+	switch d.Val() {
+	case "header":
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		lines.add(d, "header", len(a.Headers))
+		a.Headers = append(a.Headers, d.Val())
+	case "realm":
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		lines.add(d, "realm", 0)
+		a.Realm = d.Val()
+	default:
+		return false, nil
+	}
+	if d.NextArg() {
+		return true, d.ArgErr()
+	}
+	return true, nil
+}
+
+// parseGuardDirective sets up the guard from the Caddyfile:
+//
+//	apikey_guard [<matcher>] {
+//		allow_encoded_slash
+//	}
+func parseGuardDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(GuardHandler)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+// UnmarshalCaddyfile sets up the guard from Caddyfile tokens.
+func (g *GuardHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.Errf("apikey_guard: unexpected argument %q; options go in a block", d.Val())
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "allow_encoded_slash":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.AllowEncodedSlash = true
+		default:
+			return unknownOption(d, "apikey_guard", d.Val(), "allow_encoded_slash")
+		}
+	}
+	return nil
+}
+
+// unknownOption is the error for the option got, which is none of
+// options, suggesting the nearest of them when it is two edits away or
+// less.
+func unknownOption(d *caddyfile.Dispenser, where, got string, options ...string) error {
+	best, dist := "", 3
+	for _, o := range options {
+		if n := edlib.OSADamerauLevenshteinDistance(got, o); n < dist {
+			best, dist = o, n
+		}
+	}
+	if best != "" {
+		return d.Errf("%s: unknown option %q; did you mean %s?", where, got, best)
+	}
+	return d.Errf("%s: unknown option %q", where, got)
+}
+
+// settingError is an error in one setting of a handler's configuration,
+// found by its compile; it names the setting so that the Caddyfile parser
+// can point at the line that wrote it.
+type settingError struct {
+	setting string // the option: header, realm, scope, default, require
+	index   int    // which one, for options that repeat: header, scope, a word of require
+	err     error
+}
+
+func (e *settingError) Error() string { return e.err.Error() }
+func (e *settingError) Unwrap() error { return e.err }
+
+// settingKey names one setting, as settingError does.
+type settingKey struct {
+	setting string
+	index   int
+}
+
+// settingLines remembers the token that wrote each setting of a block.
+type settingLines map[settingKey]caddyfile.Token
+
+// add records d's current token as where the setting was written.
+func (l settingLines) add(d *caddyfile.Dispenser, setting string, index int) {
+	l[settingKey{setting, index}] = d.Token()
+}
+
+// errorf returns the compile error err of the block d has read, at the
+// line of the setting it names, else at d's token (the block's end).
+func (l settingLines) errorf(d *caddyfile.Dispenser, where string, err error) error {
+	var se *settingError
+	if errors.As(err, &se) {
+		if tok, ok := l[settingKey{se.setting, se.index}]; ok {
+			at := caddyfile.NewDispenser([]caddyfile.Token{tok})
+			at.Next()
+			d = at
+		}
+	}
+	return d.WrapErr(fmt.Errorf("%s: %w", where, err))
 }

@@ -31,8 +31,7 @@ func TestAuthCaddyfile(t *testing.T) {
 			scope GET /v1/me authenticated
 			default deny
 		}`, AuthHandler{
-			Headers: []string{"X-API-Key", "Authorization"},
-			Realm:   "Example API",
+			Authenticator: Authenticator{Headers: []string{"X-API-Key", "Authorization"}, Realm: "Example API"},
 			Routes: []RouteRule{
 				{Methods: []string{"GET"}, Path: "/v1/apps", Scope: "apps:read"},
 				{Methods: []string{"GET", "POST"}, Path: "/v1/apps/{app}", Scope: "apps"},

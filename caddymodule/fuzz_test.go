@@ -229,9 +229,7 @@ func fuzzDispenser(input string) (*caddyfile.Dispenser, bool) {
 // header values.
 func fuzzCheckAnswers(t *testing.T, h *AuthHandler) {
 	t.Helper()
-	ds := []*denial{h.answers.unauthorized, h.answers.invalidToken, h.answers.expired, h.answers.disabled,
-		h.answers.invalidRequest, h.answers.forbidden, h.answers.unavailable}
-	ds = append(ds, h.answers.badPath[pathOK+1:]...)
+	ds := fuzzAuthenticatorDenials(&h.Authenticator)
 	accs := []*access{h.fallback}
 	for _, path := range []string{"/", "/v1/apps/x", "/a/b/c"} {
 		if acc, ok := h.table.Match("GET", path); ok {
@@ -244,6 +242,20 @@ func fuzzCheckAnswers(t *testing.T, h *AuthHandler) {
 		}
 		ds = append(ds, acc.insufficient...)
 	}
+	fuzzCheckDenials(t, ds)
+}
+
+// fuzzAuthenticatorDenials returns the answers of a compiled authenticator.
+func fuzzAuthenticatorDenials(a *Authenticator) []*denial {
+	ds := []*denial{a.answers.unauthorized, a.answers.invalidToken, a.answers.expired, a.answers.disabled,
+		a.answers.invalidRequest, a.answers.forbidden, a.answers.unavailable}
+	return append(ds, a.answers.badPath[pathOK+1:]...)
+}
+
+// fuzzCheckDenials checks that each answer is a JSON error with valid
+// challenge headers.
+func fuzzCheckDenials(t *testing.T, ds []*denial) {
+	t.Helper()
 	for _, d := range ds {
 		var body map[string]string
 		if err := json.Unmarshal(d.body, &body); err != nil || body["error"] == "" {
@@ -388,11 +400,10 @@ func FuzzAdminCaddyfile(f *testing.F) {
 		}
 		// As Provision does, without the apikeys app: what the parser
 		// accepted must compile.
-		j.Auth.Routes, j.Auth.Require, j.Auth.Default = nil, nil, AccessAuthenticated
 		if err := j.Auth.compile(); err != nil {
 			t.Fatalf("accepted config does not compile: %v\n%s", err, raw)
 		}
-		fuzzCheckAnswers(t, &j.Auth)
+		fuzzCheckDenials(t, append(fuzzAuthenticatorDenials(&j.Auth.Authenticator), j.Auth.insufficientScope("api_keys:create")))
 	})
 }
 

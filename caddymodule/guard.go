@@ -93,19 +93,18 @@ func (g *GuardHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 // canonical makes the request's method and path canonical (requestpath.go)
 // and returns nil, or returns the refusal.
 func (g *GuardHandler) canonical(r *http.Request) *denial {
-	method, ok := canonicalMethod(r.Method)
-	if !ok {
-		return g.answers.badMethod
+	_, _, bad := g.answers.forMatchers(r, g.AllowEncodedSlash)
+	return bad
+}
+
+// forMatchers is canonical for a request that matchers read next: it also
+// refuses a path they would read differently (see decodedClean).
+func (a *requestAnswers) forMatchers(r *http.Request, allowEncodedSlash bool) (path string, escaped bool, bad *denial) {
+	path, escaped, bad = a.canonical(r, allowEncodedSlash)
+	if bad == nil && !decodedClean(r, escaped) {
+		bad = a.hiddenDots
 	}
-	r.Method = method
-	_, escaped, fault := canonicalPath(r, g.AllowEncodedSlash)
-	if fault != pathOK {
-		return g.answers.badPath[fault]
-	}
-	if !decodedClean(r, escaped) {
-		return g.answers.hiddenDots
-	}
-	return nil
+	return path, escaped, bad
 }
 
 // decodedClean reports whether matchers read the path as canonicalPath
@@ -136,12 +135,9 @@ func (h *AuthHandler) provisionMatch(ctx caddy.Context) error {
 // serveMatched is ServeHTTP with matchers: every request is made canonical
 // or refused first, then the key is checked on those the matchers match.
 func (h *AuthHandler) serveMatched(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	path, escaped, bad := h.canonicalRequest(r)
-	if bad == nil && !decodedClean(r, escaped) {
-		bad = h.answers.hiddenDots
-	}
+	path, escaped, bad := h.answers.forMatchers(r, h.AllowEncodedSlash)
 	if bad != nil {
-		stripCredentials(r.Header, h.sources) // handle_errors routes may still proxy it
+		h.strip(r) // handle_errors routes may still proxy it
 		return bad.serve(w, r)
 	}
 	match, err := h.matchers.AnyMatchWithError(r)
@@ -153,37 +149,6 @@ func (h *AuthHandler) serveMatched(w http.ResponseWriter, r *http.Request, next 
 	}
 	cred, denied := h.decide(r, path, escaped)
 	return h.serve(w, r, next, cred, denied)
-}
-
-// parseGuardDirective sets up the guard from the Caddyfile:
-//
-//	apikey_guard [<matcher>] {
-//		allow_encoded_slash
-//	}
-func parseGuardDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	g := new(GuardHandler)
-	err := g.UnmarshalCaddyfile(h.Dispenser)
-	return g, err
-}
-
-// UnmarshalCaddyfile sets up the guard from Caddyfile tokens.
-func (g *GuardHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.Errf("apikey_guard: unexpected argument %q; options go in a block", d.Val())
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "allow_encoded_slash":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			g.AllowEncodedSlash = true
-		default:
-			return d.Errf("apikey_guard: unknown option %q", d.Val())
-		}
-	}
-	return nil
 }
 
 // Interface guards

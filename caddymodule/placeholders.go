@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"net/http"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/keygate/keygate/storage"
@@ -63,3 +65,17 @@ var anonymousVars = caddy.ReplacerFunc(func(key string) (any, bool) {
 	}
 	return nil, false
 })
+
+// setPlaceholders exposes the caller's identity to later handlers and
+// logs; on a public route (cred nil) the {apikey.*} placeholders are empty.
+func setPlaceholders(r *http.Request, cred *verified) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	if cred == nil {
+		repl.Map(anonymousVars)
+		return
+	}
+	repl.Map(cred.vars)
+}

@@ -48,17 +48,18 @@ var pathFaultMessages = [numPathFaults]string{
 	pathMalformed:     "the request path is not valid percent-encoding",
 }
 
-// canonicalRequest makes the method and path of r canonical, in place, and
+// canonical makes the method and path of r canonical, in place, and
 // returns the path to match (see canonicalPath), or the 400 answer.
-func (h *AuthHandler) canonicalRequest(r *http.Request) (path string, escaped bool, bad *denial) {
+// allowEncodedSlash is the handler's allow_encoded_slash.
+func (a *requestAnswers) canonical(r *http.Request, allowEncodedSlash bool) (path string, escaped bool, bad *denial) {
 	method, ok := canonicalMethod(r.Method)
 	if !ok {
-		return "", false, h.answers.badMethod
+		return "", false, a.badMethod
 	}
 	r.Method = method
-	path, escaped, fault := canonicalPath(r, h.AllowEncodedSlash)
+	path, escaped, fault := canonicalPath(r, allowEncodedSlash)
 	if fault != pathOK {
-		return "", false, h.answers.badPath[fault]
+		return "", false, a.badPath[fault]
 	}
 	return path, escaped, nil
 }

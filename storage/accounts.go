@@ -85,9 +85,14 @@ func writableAccount(tx Tx, p Principal, ref, field string) (*Account, error) {
 }
 
 // CreateAccount creates an account. Its name must be free (else
-// ErrConflict) and its scopes held by p.
+// ErrConflict) and its scopes held by p; its policy is p's to choose (see
+// the rule for usage policies in principal.go).
 func (ks *Keystore) CreateAccount(ctx context.Context, p Principal, n NewAccount) (*Account, error) {
 	kind, err := checkKind(n.Kind)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := checkPolicy(n.Policy, false)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +103,7 @@ func (ks *Keystore) CreateAccount(ctx context.Context, p Principal, n NewAccount
 		return nil, err
 	}
 	a := &Account{ID: NewID(AccountIDPrefix), Name: n.Name, Kind: kind, Team: n.Team,
-		Scopes: nonNilScopes(scope.Normalize(n.Scopes)), Disabled: n.Disabled}
+		Scopes: nonNilScopes(scope.Normalize(n.Scopes)), Disabled: n.Disabled, Policy: policy}
 	err = ks.write(ctx, p, "creating account", func(c *change) error {
 		if err := nameFree(c, a); err != nil {
 			return err
@@ -107,9 +112,11 @@ func (ks *Keystore) CreateAccount(ctx context.Context, p Principal, n NewAccount
 		if err := putAccount(c, a); err != nil {
 			return err
 		}
-		return c.audit("account.create", a.ID, a.ID, map[string]any{
+		details := map[string]any{
 			"name": a.Name, "kind": a.Kind, "team": a.Team, "scopes": a.Scopes, "disabled": a.Disabled,
-		})
+		}
+		auditPolicy(details, &a.Policy)
+		return c.audit("account.create", a.ID, a.ID, details)
 	})
 	if err != nil {
 		return nil, err
@@ -156,15 +163,27 @@ func (ks *Keystore) Accounts(ctx context.Context, p Principal, opts ListOptions)
 }
 
 // UpdateAccount changes the account ref, which p must cover. New scopes
-// must be held by p.
+// must be held by p; without authority over the account's budget, its
+// policy can only be tightened (see principal.go).
 func (ks *Keystore) UpdateAccount(ctx context.Context, p Principal, ref string, patch AccountPatch) (*Account, error) {
 	if patch.Name != nil {
 		if err := checkAccountName(*patch.Name); err != nil {
 			return nil, err
 		}
 	}
+	var asked Policy
+	if patch.Limits != nil {
+		asked.Limits = *patch.Limits
+	}
+	if patch.AllowedIPs != nil {
+		asked.AllowedIPs = *patch.AllowedIPs
+	}
+	asked, err := checkPolicy(asked, false)
+	if err != nil {
+		return nil, err
+	}
 	var out *Account
-	err := ks.write(ctx, p, "updating account", func(c *change) error {
+	err = ks.write(ctx, p, "updating account", func(c *change) error {
 		// Editing or re-enabling an account hands its scopes to its keys:
 		// only for callers holding them all.
 		a, err := writableAccount(c, p, ref, "")
@@ -196,6 +215,19 @@ func (ks *Keystore) UpdateAccount(ctx context.Context, p Principal, ref string, 
 			a.Disabled = *patch.Disabled
 			details["disabled"] = a.Disabled
 		}
+		next := a.Policy
+		if patch.Limits != nil {
+			next.Limits = asked.Limits
+			details["limits"] = auditLimits(next.Limits)
+		}
+		if patch.AllowedIPs != nil {
+			next.AllowedIPs = asked.AllowedIPs
+			details["allowed_ips"] = auditIPs(next.AllowedIPs)
+		}
+		if err := p.tightenOnly(a, "account "+a.ID, &next, &a.Policy); err != nil {
+			return err
+		}
+		a.Policy = next
 		if err := putAccount(c, a); err != nil {
 			return err
 		}

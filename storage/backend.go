@@ -63,6 +63,28 @@ type Tx interface {
 	AppendAudit(e *AuditEvent) error
 	// Audit lists events newest first.
 	Audit(q AuditQuery) ([]AuditEvent, error)
+
+	// CreditBalance returns the credits of key keyID; ErrNotFound when it
+	// has none. In an Update it locks the record until the commit, so
+	// two leases on one key run one after the other.
+	CreditBalance(keyID string) (*CreditBalance, error)
+	// CreditBalances lists the credits of those of the keys that have
+	// some.
+	CreditBalances(keyIDs ...string) ([]CreditBalance, error)
+	// PutCreditBalance inserts or replaces the credits of b.KeyID.
+	PutCreditBalance(b *CreditBalance) error
+	// DeleteCreditBalance removes the credits of key keyID; none is not an
+	// error.
+	DeleteCreditBalance(keyID string) error
+
+	// AddCounts adds to shared window counts, creating those missing at
+	// zero, and returns the totals of the counters in read afterwards (0
+	// for those that do not exist), in the order of read. Each counter is
+	// in adds at most once, and adds is sorted by counter, so that
+	// concurrent syncs lock counts in one order.
+	AddCounts(adds []CounterAdd, read []Counter) ([]int64, error)
+	// PruneCounts deletes the counts whose ExpiresAt is before t.
+	PruneCounts(before time.Time) error
 }
 
 // KeyQuery selects keys for Tx.Keys.

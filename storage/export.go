@@ -11,9 +11,12 @@ import (
 )
 
 // ExportVersion is the version of the export format this code writes.
-// Version 0 (records without a version, written before versioning) has
-// the same fields and is read as well.
-const ExportVersion = 1
+// Version 2 added usage policies (limits, allowed_ips, credits); version 0
+// (records without a version, written before versioning) and version 1
+// have the fields of version 2 without them, and are read as well. A
+// Keygate that reads only up to version 1 refuses version 2 records
+// rather than drop their policies.
+const ExportVersion = 2
 
 // Export record types.
 const (
@@ -42,6 +45,7 @@ type ExportAccount struct {
 	Scopes    []string  `json:"scopes"`
 	Disabled  bool      `json:"disabled"`
 	CreatedAt time.Time `json:"created_at"`
+	ExportPolicy
 }
 
 // ExportKey is a key in an export; Scopes is null when it inherits.
@@ -54,6 +58,9 @@ type ExportKey struct {
 	Scopes      []string          `json:"scopes"`
 	CreatedAt   time.Time         `json:"created_at"`
 	CreatedBy   string            `json:"created_by"`
+	ExportPolicy
+	// Credits is null when the key is unlimited.
+	Credits *ExportCredits `json:"credits,omitempty"`
 }
 
 // ExportToken is a token in an export, with the hash of its value.
@@ -124,9 +131,17 @@ func (ks *Keystore) Export(ctx context.Context, p Principal, emit func(ExportRec
 			if err != nil || len(keys) == 0 {
 				return err
 			}
+			balances, err := tx.CreditBalances(keyIDs(keys)...)
+			if err != nil {
+				return err
+			}
+			byKey := make(map[string]*CreditBalance, len(balances))
+			for i := range balances {
+				byKey[balances[i].KeyID] = &balances[i]
+			}
 			for i := range keys {
 				k := &keys[i]
-				if err := emit(exportKey(k)); err != nil {
+				if err := emit(exportKey(k, byKey[k.ID])); err != nil {
 					return err
 				}
 				tokens, err := tx.Tokens(k.ID)
@@ -145,18 +160,37 @@ func (ks *Keystore) Export(ctx context.Context, p Principal, emit func(ExportRec
 	})
 }
 
+func keyIDs(keys []Key) []string {
+	ids := make([]string, len(keys))
+	for i := range keys {
+		ids[i] = keys[i].ID
+	}
+	return ids
+}
+
 func exportAccount(a *Account) ExportRecord {
 	return ExportRecord{Type: RecordAccount, Version: ExportVersion, Account: &ExportAccount{
 		ID: a.ID, Name: a.Name, Kind: a.Kind, Team: a.Team, Scopes: nonNilScopes(a.Scopes),
-		Disabled: a.Disabled, CreatedAt: a.CreatedAt,
+		Disabled: a.Disabled, CreatedAt: a.CreatedAt, ExportPolicy: exportPolicy(&a.Policy),
 	}}
 }
 
-func exportKey(k *Key) ExportRecord {
-	return ExportRecord{Type: RecordKey, Version: ExportVersion, Key: &ExportKey{
+// exportKey is k in an export, with its credit record b (nil: none).
+func exportKey(k *Key, b *CreditBalance) ExportRecord {
+	rec := ExportRecord{Type: RecordKey, Version: ExportVersion, Key: &ExportKey{
 		ID: k.ID, Account: k.AccountID, Name: k.Name, Description: k.Description, Tags: tagsOrEmpty(k.Tags),
-		Scopes: k.Scopes, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy,
+		Scopes: k.Scopes, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy, ExportPolicy: exportPolicy(&k.Policy),
 	}}
+	if b != nil {
+		c := &ExportCredits{Remaining: b.Remaining}
+		if r := b.Refill; r != nil {
+			c.Refill = &ExportRefill{Amount: r.Amount, Interval: r.Interval, Day: r.Day}
+			next := b.NextRefill
+			c.NextRefill = &next
+		}
+		rec.Key.Credits = c
+	}
+	return rec
 }
 
 func exportToken(t *TokenRecord) ExportRecord {
@@ -221,8 +255,12 @@ func (ks *Keystore) Import(ctx context.Context, p Principal, rec ExportRecord) (
 }
 
 func importAccount(c *change, r *ExportAccount) (ImportOutcome, error) {
+	policy, err := importPolicy(&r.ExportPolicy, false)
+	if err != nil {
+		return 0, err
+	}
 	a := &Account{ID: r.ID, Name: r.Name, Kind: r.Kind, Team: r.Team, Scopes: nonNilScopes(r.Scopes),
-		Disabled: r.Disabled, CreatedAt: r.CreatedAt.UTC().Truncate(time.Microsecond)}
+		Disabled: r.Disabled, CreatedAt: r.CreatedAt.UTC().Truncate(time.Microsecond), Policy: policy}
 	if err := nameFree(c, a); err != nil {
 		return 0, err
 	}
@@ -245,19 +283,41 @@ func importKey(c *change, r *ExportKey) (ImportOutcome, error) {
 	} else if err != nil {
 		return 0, err
 	}
+	policy, err := importPolicy(&r.ExportPolicy, true)
+	if err != nil {
+		return 0, err
+	}
 	k := &Key{ID: r.ID, AccountID: r.Account, Name: r.Name, Description: r.Description, Tags: tagsOrEmpty(r.Tags),
-		Scopes: r.Scopes, CreatedAt: r.CreatedAt.UTC().Truncate(time.Microsecond), CreatedBy: r.CreatedBy}
+		Scopes: r.Scopes, CreatedAt: r.CreatedAt.UTC().Truncate(time.Microsecond), CreatedBy: r.CreatedBy, Policy: policy}
+	oldBalance, err := c.CreditBalance(k.ID)
+	if errors.Is(err, ErrNotFound) {
+		oldBalance = nil
+	} else if err != nil {
+		return 0, err
+	}
+	balance, err := importCredits(k.ID, r.Credits, oldBalance, c.at)
+	if err != nil {
+		return 0, err
+	}
 	var before *ExportKey
 	if old, err := c.Key(k.ID); err == nil {
-		before = exportKey(old).Key
+		before = exportKey(old, oldBalance).Key
 	} else if !errors.Is(err, ErrNotFound) {
 		return 0, err
 	}
 	if err := c.PutKey(k); err != nil {
 		return 0, err
 	}
+	if balance == nil {
+		err = c.DeleteCreditBalance(k.ID)
+	} else {
+		err = c.PutCreditBalance(balance)
+	}
+	if err != nil {
+		return 0, err
+	}
 	c.inv.Keys = append(c.inv.Keys, k.ID)
-	return outcome(before, exportKey(k).Key), c.audit("key.import", k.ID, k.AccountID, nil)
+	return outcome(before, exportKey(k, balance).Key), c.audit("key.import", k.ID, k.AccountID, nil)
 }
 
 func importToken(c *change, r *ExportToken) (ImportOutcome, error) {

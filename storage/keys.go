@@ -3,7 +3,9 @@ package storage
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/internal/scope"
 )
@@ -31,7 +33,82 @@ func visibleKey(tx Tx, p Principal, id string) (*Key, *Account, error) {
 		return nil, nil, notFound("", "no key %q", id)
 	}
 	k.EffectiveScopes = effectiveScopes(k.Scopes, a.Scopes)
+	if k.Policy.Credits, err = keyCredits(tx, k.ID, now()); err != nil {
+		return nil, nil, err
+	}
 	return k, a, nil
+}
+
+// keyCredits reads the credits of key id, settled at now; nil when it has
+// none.
+func keyCredits(tx Tx, id string, now time.Time) (*Credits, error) {
+	b, err := tx.CreditBalance(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.credits(now), nil
+}
+
+// withCredits fills in the credits of keys, settled at now.
+func withCredits(tx Tx, keys []Key, now time.Time) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ids := make([]string, len(keys))
+	index := make(map[string]int, len(keys))
+	for i := range keys {
+		ids[i] = keys[i].ID
+		index[keys[i].ID] = i
+		keys[i].Policy.Credits = nil
+	}
+	balances, err := tx.CreditBalances(ids...)
+	if err != nil {
+		return err
+	}
+	for i := range balances {
+		if j, ok := index[balances[i].KeyID]; ok {
+			keys[j].Policy.Credits = balances[i].credits(now)
+		}
+	}
+	return nil
+}
+
+// newBalance is the credit record of a key given credits c at now.
+func newBalance(keyID string, c *Credits, now time.Time) *CreditBalance {
+	b := &CreditBalance{KeyID: keyID, Remaining: c.Remaining, Refill: c.Refill, Epoch: nextEpoch(0)}
+	if c.Refill != nil {
+		b.NextRefill = c.Refill.Next(now)
+	}
+	return b
+}
+
+// callerPolicies reads the policies p is bound by: its own key's (with
+// its credits) and its account's. A caller whose actor is not a key is
+// bound by its account's only.
+func callerPolicies(tx Tx, p Principal, now time.Time) (own, account *Policy, err error) {
+	own, account = &Policy{}, &Policy{}
+	if strings.HasPrefix(p.Actor, KeyIDPrefix) {
+		k, err := tx.Key(p.Actor)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil, &Error{Kind: ErrForbidden, Message: "the caller's key no longer exists"}
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		own = &k.Policy
+		if own.Credits, err = keyCredits(tx, k.ID, now); err != nil {
+			return nil, nil, err
+		}
+	}
+	if a, err := tx.Account(p.AccountID); err == nil {
+		account = &a.Policy
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, nil, err
+	}
+	return own, account, nil
 }
 
 // writableKey reads key id for a write by p: p must see it and cover it.
@@ -70,8 +147,21 @@ func withTokens(tx Tx, keys []Key) error {
 // The key's account is n.Account (id or name), the caller's own when
 // empty; p must see it, and cover it when it is not p's own. Scopes p names must be its own; a key created
 // without scopes gets p's own, written explicitly, or on the trusted
-// endpoint inherits its account's.
+// endpoint inherits its account's. Its policy is bound by the rule for
+// usage policies (principal.go): without authority over the account's
+// budget, a key gets at least its creator's limits and allowed IPs.
 func (ks *Keystore) CreateKey(ctx context.Context, p Principal, n NewKey, secret Secret) (*Key, error) {
+	asked, err := checkPolicy(n.Policy, true)
+	if err != nil {
+		return nil, err
+	}
+	// nil asks for the default, empty for none.
+	if n.Policy.Limits != nil && asked.Limits == nil {
+		asked.Limits = []Window{}
+	}
+	if n.Policy.AllowedIPs != nil && asked.AllowedIPs == nil {
+		asked.AllowedIPs = []netip.Prefix{}
+	}
 	scopes := p.defaultKeyScopes()
 	if n.Scopes != nil { // [] is a key that holds nothing, not one that inherits
 		if err := p.grant(n.Scopes); err != nil {
@@ -90,7 +180,7 @@ func (ks *Keystore) CreateKey(ctx context.Context, p Principal, n NewKey, secret
 		Scopes: scopes, CreatedBy: p.Actor}
 	first := &TokenRecord{Token: Token{ID: NewID(TokenIDPrefix), KeyID: k.ID, Name: FirstTokenName,
 		Tags: map[string]string{}, Hint: secret.Hint, ExpiresAt: timePtr(n.ExpiresAt)}, Hash: secret.Hash}
-	err := ks.write(ctx, p, "creating key", func(c *change) error {
+	err = ks.write(ctx, p, "creating key", func(c *change) error {
 		a, err := visibleAccount(c, p, ref, "account")
 		if err != nil {
 			return err
@@ -101,18 +191,41 @@ func (ks *Keystore) CreateKey(ctx context.Context, p Principal, n NewKey, secret
 				return err
 			}
 		}
+		own, ownAccount := &Policy{}, &Policy{}
+		if !p.budgetAuthority(a) {
+			if own, ownAccount, err = callerPolicies(c, p, c.at); err != nil {
+				return err
+			}
+		}
+		policy, err := p.newKeyPolicy(a, asked, own, ownAccount)
+		if err != nil {
+			return err
+		}
+		if policy, err = checkPolicy(policy, true); err != nil {
+			return err
+		}
+		k.Policy = policy
 		k.AccountID = a.ID
 		k.CreatedAt = c.at
 		k.EffectiveScopes = effectiveScopes(k.Scopes, a.Scopes)
 		if err := c.PutKey(k); err != nil {
 			return err
 		}
+		if policy.Credits != nil {
+			b := newBalance(k.ID, policy.Credits, c.at)
+			if err := c.PutCreditBalance(b); err != nil {
+				return err
+			}
+			k.Policy.Credits = b.credits(c.at)
+		}
 		if err := insertToken(c, first); err != nil {
 			return err
 		}
-		return c.audit("key.create", k.ID, k.AccountID, map[string]any{
+		details := map[string]any{
 			"account": k.AccountID, "name": k.Name, "scopes": k.Scopes, "tags": k.Tags, "token": first.ID,
-		})
+		}
+		auditPolicy(details, &k.Policy)
+		return c.audit("key.create", k.ID, k.AccountID, details)
 	})
 	if err != nil {
 		return nil, err
@@ -160,6 +273,9 @@ func (ks *Keystore) Keys(ctx context.Context, p Principal, f KeyFilter) ([]Key, 
 			return err
 		}
 		keys, next = cutPage(page, limit, func(k *Key) string { return k.ID })
+		if err := withCredits(tx, keys, now()); err != nil {
+			return err
+		}
 		accountScopes := map[string][]string{}
 		for i := range keys {
 			k := &keys[i]
@@ -184,8 +300,15 @@ func (ks *Keystore) Keys(ctx context.Context, p Principal, f KeyFilter) ([]Key, 
 
 // UpdateKey changes key id, which p must cover. New scopes must be held by p; a patch to
 // inherit gives the key p's own scopes, or on the trusted endpoint its
-// account's, live.
+// account's, live. Without authority over the account's budget, the key's
+// policy can only be tightened (principal.go). Setting the balance changes
+// the credits' epoch: leases taken before cannot be returned, and the
+// change notice tells nodes to drop them.
 func (ks *Keystore) UpdateKey(ctx context.Context, p Principal, id string, patch KeyPatch) (*Key, error) {
+	asked, credits, err := checkPatchPolicy(patch)
+	if err != nil {
+		return nil, err
+	}
 	var scopes []string
 	if patch.Scopes != nil {
 		scopes = p.defaultKeyScopes()
@@ -197,7 +320,7 @@ func (ks *Keystore) UpdateKey(ctx context.Context, p Principal, id string, patch
 		}
 	}
 	var out *Key
-	err := ks.write(ctx, p, "updating key", func(c *change) error {
+	err = ks.write(ctx, p, "updating key", func(c *change) error {
 		k, a, err := writableKey(c, p, id)
 		if err != nil {
 			return err
@@ -208,6 +331,9 @@ func (ks *Keystore) UpdateKey(ctx context.Context, p Principal, id string, patch
 		if patch.Scopes != nil {
 			k.Scopes = scopes
 			details["scopes"] = k.Scopes
+		}
+		if err := updateKeyPolicy(c, p, a, k, patch, asked, credits, details); err != nil {
+			return err
 		}
 		if err := c.PutKey(k); err != nil {
 			return err
@@ -242,8 +368,12 @@ func (ks *Keystore) DeleteKey(ctx context.Context, p Principal, id string) error
 	})
 }
 
-// deleteKey deletes a key and its tokens: the cascade of key deletion.
+// deleteKey deletes a key, its tokens and its credits: the cascade of key
+// deletion.
 func deleteKey(tx Tx, id string) error {
+	if err := tx.DeleteCreditBalance(id); err != nil {
+		return err
+	}
 	tokens, err := tx.Tokens(id)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/internal/scope"
@@ -25,6 +26,9 @@ type Keystore struct {
 
 	mu       sync.RWMutex
 	onChange []func(Invalidation)
+
+	// lastPrune is when SyncWindows last pruned counts (Unix ns).
+	lastPrune atomic.Int64
 }
 
 // New returns the keystore over b.
@@ -63,6 +67,12 @@ func (ks *Keystore) LookupToken(ctx context.Context, hash token.Hash) (*Credenti
 	c := &Credential{
 		TokenID: l.TokenID, KeyID: l.KeyID, AccountID: l.Account.ID, AccountName: l.Account.Name,
 		Team: l.Account.Team, Scopes: effectiveScopes(l.KeyScopes, l.Account.Scopes), Disabled: l.Account.Disabled,
+		KeyPolicy: l.KeyPolicy, AccountPolicy: l.Account.Policy,
+	}
+	c.AccountPolicy.Credits = nil
+	c.KeyPolicy.Credits = nil
+	if l.Credits != nil {
+		c.KeyPolicy.Credits = l.Credits.credits(now())
 	}
 	if l.ExpiresAt != nil {
 		c.ExpiresAt = *l.ExpiresAt

@@ -110,3 +110,84 @@ func (p Principal) canActOnKey(k *Key) error {
 func (p Principal) canActOnAccount(a *Account) error {
 	return p.covers("account "+a.ID, a.Scopes)
 }
+
+// The rule for usage policies (limits, allowed IPs, credits), which bound
+// what a key may send and spend; it keeps "nobody grants what it does not
+// hold" true for rate and money:
+//
+//   - Authority over an account's budget is the trusted principal's, or a
+//     caller's that holds accounts:update and covers the account, on any
+//     account but its own. Whoever creates an account (accounts:create)
+//     sets its first policy.
+//   - With authority, a caller writes any policy on the account and its
+//     keys.
+//   - Without it, a caller may only tighten, on what it may write anyway:
+//     every edit leaves the policy at least as tight as it was (see
+//     loosens). So no key ever loosens its own policy or its own
+//     account's, whatever its scopes.
+//   - A key created without authority is bound at least as its creator's
+//     own key: given no limits or allowed IPs, it gets the creator's,
+//     written explicitly (as scopes are); given some, they must be at
+//     least as tight; on another account than the creator's, the
+//     creator's account's policy binds them too, since the new key
+//     escapes it. A creator whose own key has credits cannot create keys
+//     without authority at all: a balance cannot be copied, only spent,
+//     and a new key's credits would be new money. A creator without
+//     credits may give the new key some (it holds unlimited).
+//
+// Rate windows bound each key alone: keys made by a limited key are each
+// bound as it is, and a bound on all of an account's keys together is the
+// account's windows, which no key of it escapes.
+
+// budgetAuthority reports whether p may loosen the usage policy of
+// account a and of its keys.
+func (p Principal) budgetAuthority(a *Account) bool {
+	if p.Trusted {
+		return true
+	}
+	return a.ID != p.AccountID && scope.AnyCovers(p.Scopes, "accounts:update") && p.canActOnAccount(a) == nil
+}
+
+// tightenOnly refuses a change of what's policy (on account a or one of
+// its keys) from prev to next that loosens it, unless p has authority.
+func (p Principal) tightenOnly(a *Account, what string, next, prev *Policy) error {
+	if p.budgetAuthority(a) {
+		return nil
+	}
+	if field := loosens(next, prev); field != "" {
+		return &Error{Kind: ErrForbidden, Field: field, Message: "cannot loosen " + field + " of " + what +
+			": that needs accounts:update on its account, which must not be the caller's own"}
+	}
+	return nil
+}
+
+// newKeyPolicy returns the policy of a key p creates on account a, asked
+// for as asked (nil Limits or AllowedIPs: the default). own is the
+// policy of p's own key (with its credits), ownAccount that of p's
+// account.
+func (p Principal) newKeyPolicy(a *Account, asked Policy, own, ownAccount *Policy) (Policy, error) {
+	if p.budgetAuthority(a) {
+		return asked, nil
+	}
+	if own.Credits != nil {
+		return Policy{}, &Error{Kind: ErrForbidden, Field: "credits", Message: "the caller's key has credits: " +
+			"a key it creates would spend outside its balance (creating one needs accounts:update on another account)"}
+	}
+	if asked.Limits == nil {
+		asked.Limits = own.Limits
+	}
+	if asked.AllowedIPs == nil {
+		asked.AllowedIPs = own.AllowedIPs
+	}
+	floors := []*Policy{own}
+	if a.ID != p.AccountID {
+		floors = append(floors, ownAccount)
+	}
+	for _, floor := range floors {
+		if field := loosens(&asked, floor); field != "" {
+			return Policy{}, &Error{Kind: ErrForbidden, Field: field, Message: "the key's " + field +
+				" must bind at least as the caller's own (its key's and its account's)"}
+		}
+	}
+	return asked, nil
+}

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/keygate/keygate/storage/token"
@@ -21,11 +22,15 @@ type Account struct {
 	Scopes    []string
 	Disabled  bool
 	CreatedAt time.Time
+	// Policy is the account's usage policy, shared by all its keys; it
+	// never holds Credits.
+	Policy Policy
 }
 
 // Key is a named grant under one account. Scopes is nil when the key
-// inherits its account's scopes. EffectiveScopes (what the key holds now)
-// and Tokens are filled in by the Keystore; backends ignore them.
+// inherits its account's scopes. EffectiveScopes (what the key holds now),
+// Tokens and Policy.Credits (kept in a CreditBalance record) are filled in
+// by the Keystore; backends ignore them.
 type Key struct {
 	ID              string
 	AccountID       string
@@ -37,6 +42,8 @@ type Key struct {
 	CreatedAt       time.Time
 	CreatedBy       string
 	Tokens          []Token
+	// Policy is the key's own usage policy; its account's applies too.
+	Policy Policy
 }
 
 // Token status values.
@@ -122,6 +129,13 @@ type Credential struct {
 	ExpiresAt time.Time
 	// Disabled is set when the token's account is disabled.
 	Disabled bool
+	// KeyPolicy and AccountPolicy are the usage policies that apply to
+	// the token: its key's and its account's, both, so that a request can
+	// be decided with no store query. KeyPolicy.Credits.Remaining is the
+	// balance when the token was looked up, for information only: credits
+	// are spent from leases (Keystore.LeaseCredits), never from it.
+	KeyPolicy     Policy
+	AccountPolicy Policy
 }
 
 // Lookup is what Backend.LookupToken reads for one token hash: the token,
@@ -132,7 +146,12 @@ type Lookup struct {
 	KeyID     string
 	// KeyScopes is nil when the key inherits its account's scopes.
 	KeyScopes []string
-	Account   Account
+	// KeyPolicy is the key's policy, without its credits.
+	KeyPolicy Policy
+	// Credits are the key's credits; nil when it has none.
+	Credits *CreditBalance
+	// Account carries its Policy.
+	Account Account
 }
 
 // Invalidation names what a change may have altered, for caches to drop.
@@ -203,14 +222,19 @@ type NewAccount struct {
 	Team     string
 	Scopes   []string
 	Disabled bool
+	// Policy is the account's usage policy; it cannot hold Credits.
+	Policy Policy
 }
 
-// AccountPatch changes an account; nil fields are left alone.
+// AccountPatch changes an account; nil fields are left alone. Pointing
+// at an empty list removes all the limits or allowed IPs.
 type AccountPatch struct {
-	Name     *string
-	Team     *string
-	Scopes   *[]string
-	Disabled *bool
+	Name       *string
+	Team       *string
+	Scopes     *[]string
+	Disabled   *bool
+	Limits     *[]Window
+	AllowedIPs *[]netip.Prefix
 }
 
 // NewKey is a key to create with its first token.
@@ -226,6 +250,10 @@ type NewKey struct {
 	Scopes []string
 	// ExpiresAt is the first token's expiry, if any.
 	ExpiresAt *time.Time
+	// Policy is the key's usage policy. Nil Limits or AllowedIPs ask for
+	// the default (see Keystore.CreateKey), empty ones for none; nil
+	// Credits is unlimited.
+	Policy Policy
 }
 
 // LabelPatch changes the descriptive fields keys and tokens share; nil
@@ -237,10 +265,28 @@ type LabelPatch struct {
 }
 
 // KeyPatch changes a key; nil fields are left alone. Scopes pointing at a
-// nil list asks for the key to inherit (see Keystore.UpdateKey).
+// nil list asks for the key to inherit (see Keystore.UpdateKey). Limits or
+// AllowedIPs pointing at an empty list remove them all; ClearCredits makes
+// the key unlimited.
 type KeyPatch struct {
 	LabelPatch
-	Scopes *[]string
+	Scopes       *[]string
+	Limits       *[]Window
+	AllowedIPs   *[]netip.Prefix
+	Credits      *CreditsPatch
+	ClearCredits bool
+}
+
+// CreditsPatch changes a key's credits; nil fields are left alone. On a
+// key without credits it gives it some: Remaining then defaults to the
+// Refill's Amount, and one of them is required.
+type CreditsPatch struct {
+	// Remaining sets the balance: leases taken before it can no longer
+	// be returned (the epoch changes).
+	Remaining *int64
+	// Refill replaces the refill schedule; ClearRefill removes it.
+	Refill      *Refill
+	ClearRefill bool
 }
 
 // NewToken is a token to add to a key.

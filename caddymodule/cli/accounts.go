@@ -145,7 +145,7 @@ func cmdAccountGet(e *env, args []string) error {
 			Keys []admin.Key `json:"keys"`
 		}{a, keys})
 	}
-	if err := renderAccounts(e.out, []admin.Account{*a}); err != nil {
+	if err := renderAccount(e.out, *a); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.out)

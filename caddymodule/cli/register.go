@@ -13,7 +13,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:      "apikey",
-		Usage:     "<account|create|list|get|update|rotate|revoke|token|audit|whoami|check|export|import|version> [--address <listen>] [--config <path> [--adapter <name>]] [--json] [flags]",
+		Usage:     "<account|create|list|get|update|rotate|revoke|token|limit|credits|allow-ip|audit|whoami|check|export|import|version> [--address <listen>] [--config <path> [--adapter <name>]] [--json] [flags]",
 		Short:     "Manages Keygate accounts, API keys and tokens of a running Caddy",
 		Long:      long,
 		CobraFunc: Setup,
@@ -38,6 +38,11 @@ API on the admin endpoint of a running Caddy (under /apikeys/).
   caddy apikey token add <key-id> [--name <name>] [--expires 720h] [--description <text>] [--tag k=v ...]
   caddy apikey token update <key-id> <token-id> [--name <name>] [--expires 720h | --no-expiry] [...]
   caddy apikey token delete <key-id> <token-id>
+  caddy apikey limit set <key-id> | --account <id|name> --window burst=20/1s [--window day=10000/24h ...]
+  caddy apikey limit clear <key-id> | --account <id|name>
+  caddy apikey credits set <key-id> [--remaining 1000] [--refill 1000/monthly/1 | --no-refill]
+  caddy apikey credits clear <key-id>
+  caddy apikey allow-ip <key-id> | --account <id|name> <cidr>... [--clear]
   caddy apikey audit [--since 24h] [--actor <key-id|admin>] [--action key.create] [--target <id>]
   caddy apikey whoami
   caddy apikey check
@@ -84,6 +89,7 @@ func Setup(cmd *cobra.Command) {
 	cmd.AddCommand(accountCommand())
 	cmd.AddCommand(keyCommands()...)
 	cmd.AddCommand(rotateCommand(), tokenCommand(), auditCommand(), whoamiCommand(), checkCommand())
+	cmd.AddCommand(policyCommands()...)
 	cmd.AddCommand(transferCommands()...)
 	cmd.AddCommand(versionCommand())
 }

@@ -179,6 +179,18 @@ func renderAccounts(w io.Writer, accounts []admin.Account) error {
 	return tw.Flush()
 }
 
+// renderAccount prints one account: its row and its usage policy.
+func renderAccount(w io.Writer, a admin.Account) error {
+	if err := renderAccounts(w, []admin.Account{a}); err != nil {
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "Limits:\t%s\n", limitList(a.Limits))
+	fmt.Fprintf(tw, "Allowed IPs:\t%s\n", ipList(a.AllowedIPs))
+	return tw.Flush()
+}
+
 // activeTokens counts the active tokens of k.
 func activeTokens(k admin.Key) int {
 	n := 0
@@ -219,6 +231,13 @@ func renderKey(w io.Writer, k admin.Key, accounts names) error {
 	fmt.Fprintf(tw, "Description:\t%s\n", cell(k.Description))
 	fmt.Fprintf(tw, "Tags:\t%s\n", tagList(k.Tags))
 	fmt.Fprintf(tw, "Scopes:\t%s\n", scopes)
+	fmt.Fprintf(tw, "Limits:\t%s\n", limitList(k.Limits))
+	fmt.Fprintf(tw, "Allowed IPs:\t%s\n", ipList(k.AllowedIPs))
+	fmt.Fprintf(tw, "Credits:\t%s\n", creditLine(k.Credits))
+	if k.Usage != nil {
+		fmt.Fprintf(tw, "Usage:\t%s\n", usageLine(k.Usage.Windows))
+		fmt.Fprintf(tw, "Account usage:\t%s\n", usageLine(k.Usage.AccountWindows))
+	}
 	fmt.Fprintf(tw, "Created by:\t%s\n", cell(k.CreatedBy))
 	fmt.Fprintln(tw)
 	if err := tw.Flush(); err != nil {

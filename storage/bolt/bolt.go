@@ -79,7 +79,12 @@ func (b *Backend) LookupToken(_ context.Context, hash token.Hash) (*storage.Look
 		if err != nil {
 			return err
 		}
-		l = storage.Lookup{TokenID: t.ID, ExpiresAt: t.ExpiresAt, KeyID: k.ID, KeyScopes: k.Scopes, Account: *a}
+		l = storage.Lookup{TokenID: t.ID, ExpiresAt: t.ExpiresAt, KeyID: k.ID, KeyScopes: k.Scopes, KeyPolicy: k.Policy, Account: *a}
+		if b, err := tx.CreditBalance(k.ID); err == nil {
+			l.Credits = b
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
 		return nil
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package bolt
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,7 +23,7 @@ func prepare(btx *bbolt.Tx) error {
 	if version > FormatVersion {
 		return fmt.Errorf("the file has format version %d, written by a newer Keygate (this one reads up to %d)", version, FormatVersion)
 	}
-	for _, b := range append(append([][]byte{bucketMeta}, recordBuckets...), indexBuckets...) {
+	for _, b := range slices.Concat([][]byte{bucketMeta}, recordBuckets, indexBuckets, counterBuckets) {
 		if _, err := btx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
@@ -32,6 +33,8 @@ func prepare(btx *bbolt.Tx) error {
 			return fmt.Errorf("migrating from format version 0: %w", err)
 		}
 	}
+	// Version 1 to 2: the new buckets above; records of version 1 read as
+	// version 2 records without a policy.
 	return btx.Bucket(bucketMeta).Put(keyVersion, []byte(strconv.Itoa(FormatVersion)))
 }
 

@@ -3,6 +3,7 @@ package bolt
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -13,7 +14,11 @@ import (
 // FormatVersion is the version of the on-disk records this code writes,
 // kept in the meta bucket. Files without one were written by Keygate
 // before records were versioned (version 0) and are migrated on open.
-const FormatVersion = 1
+// Version 2 added usage policies to accounts and keys (fields a version 1
+// record lacks, read as none) and the credits and window-count buckets;
+// a version 1 file opens as it is. A Keygate that reads only up to
+// version 1 refuses a version 2 file rather than drop its policies.
+const FormatVersion = 2
 
 // Buckets of the file store. Index buckets map "<parent>\x00<child>" to
 // nothing, so a cursor seek lists a parent's children in id order.
@@ -27,13 +32,17 @@ var (
 	bucketTokenHashes  = []byte("token_hashes")  // SHA-256 → token id
 	bucketKeyTokens    = []byte("key_tokens")    // key \x00 token → ""
 	bucketAudit        = []byte("audit")         // id → auditRecord
+	bucketCredits      = []byte("credits")       // key id → creditRecord
+	bucketCounts       = []byte("window_counts") // counterKey → countValue
+	bucketCountExpiry  = []byte("window_expiry") // expiry (8 bytes) counterKey → ""
 
-	recordBuckets = [][]byte{bucketAccounts, bucketKeys, bucketTokens, bucketAudit}
-	indexBuckets  = [][]byte{bucketAccountNames, bucketAccountKeys, bucketTokenHashes, bucketKeyTokens}
-	keyVersion    = []byte("format_version")
+	recordBuckets  = [][]byte{bucketAccounts, bucketKeys, bucketTokens, bucketAudit, bucketCredits}
+	indexBuckets   = [][]byte{bucketAccountNames, bucketAccountKeys, bucketTokenHashes, bucketKeyTokens}
+	counterBuckets = [][]byte{bucketCounts, bucketCountExpiry}
+	keyVersion     = []byte("format_version")
 )
 
-// The on-disk records, version 1. They are this package's own types, so
+// The on-disk records, version 2. They are this package's own types, so
 // the API's and the export's shapes can change without touching files.
 type (
 	accountRecord struct {
@@ -44,6 +53,30 @@ type (
 		Scopes    []string  `json:"scopes"`
 		Disabled  bool      `json:"disabled"`
 		CreatedAt time.Time `json:"created_at"`
+		policyRecord
+	}
+	// policyRecord is a usage policy, without credits (version 2).
+	policyRecord struct {
+		Limits     []windowRecord `json:"limits,omitempty"`
+		AllowedIPs []netip.Prefix `json:"allowed_ips,omitempty"`
+	}
+	windowRecord struct {
+		Name   string        `json:"name"`
+		Limit  int64         `json:"limit"`
+		Length time.Duration `json:"length_ns"`
+	}
+	// creditRecord is a key's credits (version 2).
+	creditRecord struct {
+		Key        string        `json:"key"`
+		Remaining  int64         `json:"remaining"`
+		Refill     *refillRecord `json:"refill,omitempty"`
+		NextRefill *time.Time    `json:"next_refill,omitempty"`
+		Epoch      int64         `json:"epoch"`
+	}
+	refillRecord struct {
+		Amount   int64  `json:"amount"`
+		Interval string `json:"interval"`
+		Day      int    `json:"day"`
 	}
 	keyRecord struct {
 		ID          string            `json:"id"`
@@ -54,6 +87,7 @@ type (
 		Scopes      []string          `json:"scopes"` // null: the account's, live
 		CreatedAt   time.Time         `json:"created_at"`
 		CreatedBy   string            `json:"created_by"`
+		policyRecord
 	}
 	tokenRecord struct {
 		ID          string            `json:"id"`
@@ -82,22 +116,65 @@ type (
 
 func (r *accountRecord) account() *storage.Account {
 	return &storage.Account{ID: r.ID, Name: r.Name, Kind: r.Kind, Team: r.Team, Scopes: r.Scopes,
-		Disabled: r.Disabled, CreatedAt: r.CreatedAt}
+		Disabled: r.Disabled, CreatedAt: r.CreatedAt, Policy: r.policy()}
 }
 
 func fromAccount(a *storage.Account) *accountRecord {
 	return &accountRecord{ID: a.ID, Name: a.Name, Kind: a.Kind, Team: a.Team, Scopes: a.Scopes,
-		Disabled: a.Disabled, CreatedAt: a.CreatedAt}
+		Disabled: a.Disabled, CreatedAt: a.CreatedAt, policyRecord: fromPolicy(&a.Policy)}
 }
 
 func (r *keyRecord) key() *storage.Key {
 	return &storage.Key{ID: r.ID, AccountID: r.Account, Name: r.Name, Description: r.Description,
-		Tags: r.Tags, Scopes: r.Scopes, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy}
+		Tags: r.Tags, Scopes: r.Scopes, CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, Policy: r.policy()}
 }
 
 func fromKey(k *storage.Key) *keyRecord {
 	return &keyRecord{ID: k.ID, Account: k.AccountID, Name: k.Name, Description: k.Description,
-		Tags: k.Tags, Scopes: k.Scopes, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy}
+		Tags: k.Tags, Scopes: k.Scopes, CreatedAt: k.CreatedAt, CreatedBy: k.CreatedBy, policyRecord: fromPolicy(&k.Policy)}
+}
+
+func (r *policyRecord) policy() storage.Policy {
+	var p storage.Policy
+	for _, w := range r.Limits {
+		p.Limits = append(p.Limits, storage.Window{Name: w.Name, Limit: w.Limit, Length: w.Length})
+	}
+	p.AllowedIPs = r.AllowedIPs
+	return p
+}
+
+func fromPolicy(p *storage.Policy) policyRecord {
+	var r policyRecord
+	for _, w := range p.Limits {
+		r.Limits = append(r.Limits, windowRecord{Name: w.Name, Limit: w.Limit, Length: w.Length})
+	}
+	if len(p.AllowedIPs) > 0 {
+		r.AllowedIPs = p.AllowedIPs
+	}
+	return r
+}
+
+func (r *creditRecord) balance() *storage.CreditBalance {
+	b := &storage.CreditBalance{KeyID: r.Key, Remaining: r.Remaining, Epoch: r.Epoch}
+	if r.Refill != nil {
+		b.Refill = &storage.Refill{Amount: r.Refill.Amount, Interval: r.Refill.Interval, Day: r.Refill.Day}
+	}
+	if r.NextRefill != nil {
+		b.NextRefill = r.NextRefill.UTC()
+	}
+	return b
+}
+
+func fromBalance(b *storage.CreditBalance) *creditRecord {
+	r := &creditRecord{Key: b.KeyID, Remaining: b.Remaining, Epoch: b.Epoch}
+	if b.Refill != nil {
+		r.Refill = &refillRecord{Amount: b.Refill.Amount, Interval: b.Refill.Interval, Day: b.Refill.Day}
+	}
+	if !b.NextRefill.IsZero() {
+		next := b.NextRefill
+		r.NextRefill = &next
+	}
+	return r
 }
 
 func (r *tokenRecord) token() *storage.TokenRecord {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -150,10 +151,13 @@ func (b *Backend) inTx(ctx context.Context, opts pgx.TxOptions, lock string, fn 
 }
 
 const lookupTokenSQL = `
-SELECT t.id, t.expires_at, k.id, k.scopes, a.id, a.name, a.team, a.scopes, a.disabled
+SELECT t.id, t.expires_at, k.id, k.scopes, k.limits, k.allowed_ips,
+	a.id, a.name, a.team, a.scopes, a.disabled, a.limits, a.allowed_ips,
+	c.key_id, c.remaining, c.refill_amount, c.refill_interval, c.refill_day, c.next_refill, c.epoch
 FROM tokens t
 JOIN keys k ON k.id = t.key_id
 JOIN accounts a ON a.id = k.account_id
+LEFT JOIN credits c ON c.key_id = k.id
 WHERE t.hash = $1`
 
 // LookupToken implements storage.Backend with one query. A failure that
@@ -170,12 +174,18 @@ func (b *Backend) LookupToken(ctx context.Context, hash token.Hash) (*storage.Lo
 func (b *Backend) lookupToken(ctx context.Context, hash token.Hash) (*storage.Lookup, error) {
 	var l storage.Lookup
 	a := &l.Account
-	err := b.pool.QueryRow(ctx, lookupTokenSQL, hash[:]).Scan(
-		&l.TokenID, &l.ExpiresAt, &l.KeyID, &l.KeyScopes, &a.ID, &a.Name, &a.Team, &a.Scopes, &a.Disabled)
+	var keyLimits, accountLimits []windowJSON
+	var keyIPs, accountIPs []netip.Prefix
+	var credits balanceScan
+	err := b.pool.QueryRow(ctx, lookupTokenSQL, hash[:]).Scan(append([]any{
+		&l.TokenID, &l.ExpiresAt, &l.KeyID, &l.KeyScopes, &keyLimits, &keyIPs,
+		&a.ID, &a.Name, &a.Team, &a.Scopes, &a.Disabled, &accountLimits, &accountIPs}, credits.dest()...)...)
 	if err != nil {
 		return nil, wrapErr("looking up token", err)
 	}
 	l.ExpiresAt = utcPtr(l.ExpiresAt)
+	l.KeyPolicy, a.Policy = policyFrom(keyLimits, keyIPs), policyFrom(accountLimits, accountIPs)
+	l.Credits = credits.balance()
 	return &l, nil
 }
 

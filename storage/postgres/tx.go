@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 
 	"github.com/jackc/pgx/v5"
 
@@ -19,13 +20,16 @@ type tx struct {
 	schema string
 }
 
-const accountColumns = `id, name, kind, team, scopes, disabled, created_at`
+const accountColumns = `id, name, kind, team, scopes, disabled, created_at, limits, allowed_ips`
 
 func scanAccount(row pgx.Row) (*storage.Account, error) {
 	var a storage.Account
-	if err := row.Scan(&a.ID, &a.Name, &a.Kind, &a.Team, &a.Scopes, &a.Disabled, &a.CreatedAt); err != nil {
+	var limits []windowJSON
+	var ips []netip.Prefix
+	if err := row.Scan(&a.ID, &a.Name, &a.Kind, &a.Team, &a.Scopes, &a.Disabled, &a.CreatedAt, &limits, &ips); err != nil {
 		return nil, err
 	}
+	a.Policy = policyFrom(limits, ips)
 	a.CreatedAt = a.CreatedAt.UTC()
 	if a.Scopes == nil {
 		a.Scopes = []string{}
@@ -100,11 +104,12 @@ func (t *tx) Accounts(after string, limit int) ([]storage.Account, error) {
 
 // PutAccount implements storage.Tx.
 func (t *tx) PutAccount(a *storage.Account) error {
-	return t.exec("writing account", false, `INSERT INTO accounts (id, name, kind, team, scopes, disabled, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+	limits, ips := policyColumns(&a.Policy)
+	return t.exec("writing account", false, `INSERT INTO accounts (id, name, kind, team, scopes, disabled, created_at, limits, allowed_ips)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (id) DO UPDATE SET name = $2, kind = $3, team = $4, scopes = $5, disabled = $6,
-			created_at = $7, updated_at = now()`,
-		a.ID, a.Name, a.Kind, a.Team, a.Scopes, a.Disabled, a.CreatedAt)
+			created_at = $7, limits = $8, allowed_ips = $9, updated_at = now()`,
+		a.ID, a.Name, a.Kind, a.Team, a.Scopes, a.Disabled, a.CreatedAt, limits, ips)
 }
 
 // DeleteAccount implements storage.Tx.
@@ -112,13 +117,17 @@ func (t *tx) DeleteAccount(id string) error {
 	return t.exec("deleting account", true, `DELETE FROM accounts WHERE id = $1`, id)
 }
 
-const keyColumns = `id, account_id, name, description, tags, scopes, created_at, created_by`
+const keyColumns = `id, account_id, name, description, tags, scopes, created_at, created_by, limits, allowed_ips`
 
 func scanKey(row pgx.Row) (*storage.Key, error) {
 	var k storage.Key
-	if err := row.Scan(&k.ID, &k.AccountID, &k.Name, &k.Description, &k.Tags, &k.Scopes, &k.CreatedAt, &k.CreatedBy); err != nil {
+	var limits []windowJSON
+	var ips []netip.Prefix
+	if err := row.Scan(&k.ID, &k.AccountID, &k.Name, &k.Description, &k.Tags, &k.Scopes, &k.CreatedAt, &k.CreatedBy,
+		&limits, &ips); err != nil {
 		return nil, err
 	}
+	k.Policy = policyFrom(limits, ips)
 	k.CreatedAt = k.CreatedAt.UTC()
 	return &k, nil
 }
@@ -141,11 +150,13 @@ func (t *tx) Keys(q storage.KeyQuery) ([]storage.Key, error) {
 
 // PutKey implements storage.Tx.
 func (t *tx) PutKey(k *storage.Key) error {
-	return t.exec("writing key", false, `INSERT INTO keys (id, account_id, name, description, tags, scopes, created_at, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	limits, ips := policyColumns(&k.Policy)
+	return t.exec("writing key", false, `INSERT INTO keys (id, account_id, name, description, tags, scopes, created_at, created_by,
+			limits, allowed_ips)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (id) DO UPDATE SET account_id = $2, name = $3, description = $4, tags = $5, scopes = $6,
-			created_at = $7, created_by = $8, updated_at = now()`,
-		k.ID, k.AccountID, k.Name, k.Description, k.Tags, k.Scopes, k.CreatedAt, k.CreatedBy)
+			created_at = $7, created_by = $8, limits = $9, allowed_ips = $10, updated_at = now()`,
+		k.ID, k.AccountID, k.Name, k.Description, k.Tags, k.Scopes, k.CreatedAt, k.CreatedBy, limits, ips)
 }
 
 // DeleteKey implements storage.Tx.

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"encoding/json"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -50,13 +51,39 @@ type Moved struct {
 	RetiringID, SuccessorID string
 }
 
-// Populate fills ks with an account, a key that inherits, and a key with
-// its own scopes whose token was rotated with a grace.
+// movedAccountPolicy and movedKeyPolicy are the policies Populate gives
+// its account and its narrow key.
+var (
+	movedAccountPolicy = storage.Policy{Limits: []storage.Window{{Name: "day", Limit: 10000, Length: 24 * time.Hour}},
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	movedKeyPolicy = storage.Policy{Limits: []storage.Window{{Name: "burst", Limit: 20, Length: time.Second}},
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")},
+		Credits:    &storage.Credits{Remaining: 700, Refill: &storage.Refill{Amount: 1000, Interval: storage.RefillMonthly, Day: 31}}}
+)
+
+// Populate fills ks with an account with a usage policy, a key that
+// inherits, and a key with its own scopes and policy (with credits, 300
+// of them spent) whose token was rotated with a grace.
 func Populate(t testing.TB, ks *storage.Keystore) Moved {
 	t.Helper()
-	acc := newAccount(t, ks, "movers", "apps", "runs")
+	acc, err := ks.CreateAccount(ctx, admin, storage.NewAccount{Name: "movers", Kind: storage.KindService,
+		Scopes: []string{"apps", "runs"}, Policy: movedAccountPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
 	inherit, secret1 := newKey(t, ks, acc.ID, nil)
-	narrow, secret2 := newKey(t, ks, acc.ID, []string{"apps:read"})
+	start := *movedKeyPolicy.Credits
+	start.Remaining = 1000
+	secret2 := Tokens.Generate()
+	narrow, err := ks.CreateKey(ctx, admin, storage.NewKey{Account: acc.ID, Name: "k", Scopes: []string{"apps:read"},
+		Policy: storage.Policy{Limits: movedKeyPolicy.Limits, AllowedIPs: movedKeyPolicy.AllowedIPs, Credits: &start}},
+		storage.NewSecret(secret2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.LeaseCredits(ctx, narrow.ID, 300, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	sec, secret3 := newSecret()
 	r, err := ks.RotateToken(ctx, admin, narrow.ID, narrow.Tokens[0].ID, storage.Rotation{Grace: time.Hour}, sec)
 	if err != nil {
@@ -84,6 +111,13 @@ func CheckMoved(t testing.TB, dst *storage.Keystore, m Moved, lines [][]byte) {
 		"inheriting key after the move: %+v, %v", got, err)
 	got, err = dst.Key(ctx, admin, m.Narrow.ID)
 	check(t, err == nil && len(got.Tokens) == 2, "rotated key after the move: %+v, %v", got, err)
+	checkPolicy(t, "the narrow key's policy after the move", got.Policy, movedKeyPolicy)
+	moved := balance(t, dst, m.Narrow.ID)
+	check(t, moved != nil && moved.Refill != nil && moved.Refill.Day == 31 && moved.NextRefill.Equal(m.Narrow.Policy.Credits.NextRefill),
+		"the narrow key's credit record after the move: %+v, want next refill %v", moved, m.Narrow.Policy.Credits.NextRefill)
+	acc, err := dst.Account(ctx, admin, m.Narrow.AccountID)
+	check(t, err == nil, "the account after the move: %v", err)
+	checkPolicy(t, "the account's policy after the move", acc.Policy, movedAccountPolicy)
 	statuses := map[string]string{}
 	for _, tok := range got.Tokens {
 		statuses[tok.ID] = tok.Status(time.Now())
@@ -151,6 +185,10 @@ func testImportReplacesToken(t *testing.T, ks *storage.Keystore) {
 
 func testImportRejectsBadRecords(t *testing.T, ks *storage.Keystore) {
 	for _, rec := range []storage.ExportRecord{
+		{Type: storage.RecordAccount, Account: &storage.ExportAccount{ID: "acc_x", Name: "x",
+			ExportPolicy: storage.ExportPolicy{Limits: []storage.ExportWindow{{Name: "w", Limit: 1, Window: "forever"}}}}},
+		{Type: storage.RecordAccount, Account: &storage.ExportAccount{ID: "acc_x", Name: "x",
+			ExportPolicy: storage.ExportPolicy{AllowedIPs: []string{"10.0.0.0/8", "nowhere"}}}},
 		{Type: "bogus"},
 		{Type: storage.RecordAccount},
 		{Type: storage.RecordAccount, Account: &storage.ExportAccount{ID: "acc_x", Name: "x", Kind: "robot"}},
@@ -167,6 +205,14 @@ func testImportRejectsBadRecords(t *testing.T, ks *storage.Keystore) {
 	_, err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordKey, Key: &storage.ExportKey{ID: "key_x", Account: "acc_missing"}})
 	mustBe(t, "key of a missing account", err, storage.ErrNotFound)
 	acc := newAccount(t, ks, "taken")
+	_, err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordKey, Key: &storage.ExportKey{ID: "key_x", Account: acc.ID,
+		Credits: &storage.ExportCredits{Remaining: -5}}})
+	invalidField(t, "a key with a negative balance", err, "credits.remaining")
+	_, err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordKey, Key: &storage.ExportKey{ID: "key_x", Account: acc.ID,
+		ExportPolicy: storage.ExportPolicy{Limits: []storage.ExportWindow{{Name: "w", Limit: 0, Window: "1s"}}}}})
+	invalidField(t, "a key with a zero limit", err, "limits[0].limit")
+	_, err = ks.Key(ctx, admin, "key_x")
+	mustBe(t, "a refused key record", err, storage.ErrNotFound)
 	_, err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordAccount, Account: &storage.ExportAccount{ID: "acc_other", Name: acc.Name}})
 	mustConflict(t, "an account whose name is taken", err, "name", `account name "taken" is taken`)
 	_, secret := newKey(t, ks, acc.ID, nil)

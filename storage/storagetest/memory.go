@@ -27,17 +27,35 @@ type memoryData struct {
 	keys     map[string]storage.Key
 	tokens   map[string]storage.TokenRecord
 	audit    []storage.AuditEvent // in id order
+	credits  map[string]storage.CreditBalance
+	counts   map[counterID]memoryCount
+}
+
+// counterID is a storage.Counter as a map key.
+type counterID struct {
+	subject, name string
+	length        time.Duration
+	start         int64 // Unix µs
+}
+
+func idOf(c storage.Counter) counterID {
+	return counterID{c.Subject, c.Name, c.Length, c.Start.UnixMicro()}
+}
+
+type memoryCount struct {
+	count     int64
+	expiresAt time.Time
 }
 
 // NewMemory returns an empty in-memory backend.
 func NewMemory() *Memory {
 	return &Memory{data: &memoryData{accounts: map[string]storage.Account{}, keys: map[string]storage.Key{},
-		tokens: map[string]storage.TokenRecord{}}}
+		tokens: map[string]storage.TokenRecord{}, credits: map[string]storage.CreditBalance{}, counts: map[counterID]memoryCount{}}}
 }
 
 func (d *memoryData) clone() *memoryData {
 	return &memoryData{accounts: maps.Clone(d.accounts), keys: maps.Clone(d.keys), tokens: maps.Clone(d.tokens),
-		audit: slices.Clone(d.audit)}
+		audit: slices.Clone(d.audit), credits: maps.Clone(d.credits), counts: maps.Clone(d.counts)}
 }
 
 // Update implements storage.Backend.
@@ -68,8 +86,12 @@ func (m *Memory) LookupToken(_ context.Context, hash token.Hash) (*storage.Looku
 		return nil, err
 	}
 	k := m.data.keys[t.KeyID]
-	return &storage.Lookup{TokenID: t.ID, ExpiresAt: t.ExpiresAt, KeyID: k.ID, KeyScopes: k.Scopes,
-		Account: m.data.accounts[k.AccountID]}, nil
+	l := &storage.Lookup{TokenID: t.ID, ExpiresAt: t.ExpiresAt, KeyID: k.ID, KeyScopes: k.Scopes,
+		KeyPolicy: k.Policy, Account: m.data.accounts[k.AccountID]}
+	if b, ok := m.data.credits[k.ID]; ok {
+		l.Credits = &b
+	}
+	return l, nil
 }
 
 // RecordUse implements storage.Backend.
@@ -157,7 +179,7 @@ func (d *memoryData) Keys(q storage.KeyQuery) ([]storage.Key, error) {
 
 func (d *memoryData) PutKey(k *storage.Key) error {
 	c := *k
-	c.Tokens, c.EffectiveScopes = nil, nil
+	c.Tokens, c.EffectiveScopes, c.Policy.Credits = nil, nil, nil
 	d.keys[k.ID] = c
 	return nil
 }
@@ -207,6 +229,52 @@ func (d *memoryData) Audit(q storage.AuditQuery) ([]storage.AuditEvent, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+func (d *memoryData) CreditBalance(keyID string) (*storage.CreditBalance, error) {
+	return found(d.credits, keyID)
+}
+
+func (d *memoryData) CreditBalances(keyIDs ...string) ([]storage.CreditBalance, error) {
+	var out []storage.CreditBalance
+	for _, id := range keyIDs {
+		if b, ok := d.credits[id]; ok {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+func (d *memoryData) PutCreditBalance(b *storage.CreditBalance) error {
+	d.credits[b.KeyID] = *b
+	return nil
+}
+
+func (d *memoryData) DeleteCreditBalance(keyID string) error {
+	delete(d.credits, keyID)
+	return nil
+}
+
+func (d *memoryData) AddCounts(adds []storage.CounterAdd, read []storage.Counter) ([]int64, error) {
+	for _, a := range adds {
+		id := idOf(a.Counter)
+		c := d.counts[id]
+		c.count += a.Add
+		if a.ExpiresAt.After(c.expiresAt) {
+			c.expiresAt = a.ExpiresAt
+		}
+		d.counts[id] = c
+	}
+	out := make([]int64, len(read))
+	for i, c := range read {
+		out[i] = d.counts[idOf(c)].count
+	}
+	return out, nil
+}
+
+func (d *memoryData) PruneCounts(before time.Time) error {
+	maps.DeleteFunc(d.counts, func(_ counterID, c memoryCount) bool { return c.expiresAt.Before(before) })
+	return nil
 }
 
 func remove[T any](m map[string]T, id string) error {

@@ -52,6 +52,14 @@ var tests = []test{
 	{"ConcurrentLifecycle", testConcurrentLifecycle},
 	{"ConcurrentAccountNames", testConcurrentAccountNames},
 	{"RotateRacesExpiryEdit", testRotateRacesExpiryEdit},
+	{"Policies", testPolicies},
+	{"PolicyRule", testPolicyRule},
+	{"Credits", testCredits},
+	{"CreditRefill", testCreditRefill},
+	{"ConcurrentLeases", testConcurrentLeases},
+	{"SyncWindows", testSyncWindows},
+	{"PruneWindows", testPruneWindows},
+	{"ConcurrentSyncs", testConcurrentSyncs},
 }
 
 // Run runs the conformance suite, each test as a subtest on a fresh
