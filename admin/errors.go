@@ -68,7 +68,7 @@ func ruleError(e *storage.Error) *apiError {
 	case errors.Is(e.Kind, storage.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, code: "not_found", message: e.Message, field: e.Field}
 	case errors.Is(e.Kind, storage.ErrConflict):
-		return &apiError{status: http.StatusConflict, code: "conflict", message: e.Message}
+		return &apiError{status: http.StatusConflict, code: "conflict", message: e.Message, field: e.Field}
 	case e.Scope != "":
 		return &apiError{status: http.StatusForbidden, code: "forbidden", message: e.Message, extra: map[string]any{"scope": e.Scope}}
 	}

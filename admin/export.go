@@ -118,6 +118,7 @@ func (h *Handler) failLine(w http.ResponseWriter, r *http.Request, line, importe
 	switch {
 	case errors.As(err, &ae):
 	case errors.As(err, &se):
+		// A rule's refusal, with its field (a conflict's "name" or "hash").
 		ae = ruleError(se)
 		ae.message = fmt.Sprintf("line %d: %s", line, ae.message)
 	case errors.Is(err, storage.ErrInvalid):

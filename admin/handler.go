@@ -56,6 +56,9 @@ type Handler struct {
 	// scopes maps each route's mux pattern to the scope it requires.
 	scopes map[string]string
 	usage  usage
+	// listener reports the store's change listener for GET /check; nil
+	// when the store has none.
+	listener func() *ListenerStatus
 }
 
 // New returns the admin API on the keystore ks, issuing tokens of the
@@ -94,10 +97,12 @@ func New(ks *storage.Keystore, tokens token.Format, logger *zap.Logger) *Handler
 		writeError(w, errNotFound("no route for %s %s", r.Method, r.URL.Path))
 	})
 
-	// Export and import move token hashes: Caddy's admin endpoint only.
+	// Export and import move token hashes, and the check says where the
+	// store is: Caddy's admin endpoint only.
 	h.trusted = http.NewServeMux()
 	h.trustedRoute("GET /export", h.ServeExport)
 	h.trustedRoute("POST /import", h.ServeImport)
+	h.trustedRoute("GET /check", h.serveCheck)
 	h.trusted.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowedMethods(h.trusted, r); len(allow) > 0 {
 			methodNotAllowed(w, r, allow)
@@ -210,7 +215,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // ServeTrusted serves the API as Caddy's admin endpoint does: as the
 // Trusted principal, with the routes only that endpoint has (GET /export
-// and POST /import, which move token hashes).
+// and POST /import, which move token hashes, and GET /check).
 func (h *Handler) ServeTrusted(w http.ResponseWriter, r *http.Request) {
 	h.trusted.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Trusted)))
 }

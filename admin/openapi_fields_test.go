@@ -58,7 +58,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 	types := map[string]any{
 		"Account": Account{}, "Key": Key{}, "Token": Token{}, "KeyWithSecret": KeyWithSecret{},
 		"TokenWithSecret": TokenWithSecret{}, "RotatedToken": RotatedToken{}, "AuditEvent": AuditEvent{},
-		"Whoami": Whoami{}, "AccountList": List[Account]{}, "KeyList": List[Key]{}, "AuditEventList": List[AuditEvent]{},
+		"Whoami": Whoami{}, "Check": Check{}, "AccountList": List[Account]{}, "KeyList": List[Key]{}, "AuditEventList": List[AuditEvent]{},
 		"ImportResult":         ImportResult{},
 		"CreateAccountRequest": CreateAccountRequest{}, "UpdateAccountRequest": UpdateAccountRequest{},
 		"CreateKeyRequest": CreateKeyRequest{}, "UpdateKeyRequest": UpdateKeyRequest{},

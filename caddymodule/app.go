@@ -47,6 +47,11 @@ type App struct {
 	// KeyPrefix starts every token: 1–16 of [a-z0-9_]; "-" is added.
 	// Default: sk.
 	KeyPrefix string `json:"key_prefix,omitempty"`
+	// PreviousKeyPrefixes are prefixes that tokens issued before
+	// KeyPrefix changed start with: they keep working (new tokens get
+	// KeyPrefix). Without them, changing KeyPrefix makes every existing
+	// token fail the format check (401), though the store still holds it.
+	PreviousKeyPrefixes []string `json:"previous_key_prefixes,omitempty"`
 	// Cache sizes the in-memory cache of verified tokens.
 	Cache *CacheConfig `json:"cache,omitempty"`
 
@@ -96,7 +101,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("key_prefix: %w", err)
 	}
-	a.tokens = tokens
+	if a.tokens, err = tokens.WithPrevious(a.PreviousKeyPrefixes...); err != nil {
+		return fmt.Errorf("previous_key_prefixes: %w", err)
+	}
 	if a.Cache == nil {
 		a.Cache = new(CacheConfig)
 	}
@@ -151,6 +158,7 @@ func (a *App) Start() error {
 	}
 	api := admin.New(a.store.get(), a.tokens, a.logger.Named("admin"))
 	api.SetUsageReporter(storeUsage{a.store.get()})
+	api.ReportListener(a.store.listener().status)
 	a.adminAPI.Store(api)
 	a.warnUnredactedLogs()
 	return nil
@@ -206,9 +214,9 @@ type invalidator interface {
 
 // listen starts the change listener of a store shared by several nodes
 // and waits, at most a few seconds, until it is connected.
-func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, cache invalidator, logger *zap.Logger) {
+func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, cache invalidator, state *listenerState, logger *zap.Logger) {
 	connected := make(chan struct{})
-	hooks := listenHooks(cache, logger.Named("listener"))
+	hooks := listenHooks(cache, state, logger.Named("listener"))
 	onConnect := hooks.Connected
 	var once sync.Once
 	hooks.Connected = func() {
@@ -232,21 +240,21 @@ func listen(ctx context.Context, listening *sync.WaitGroup, l storage.Listener, 
 // keygate/keys.db in Caddy's data directory.
 func DefaultFilePath() string { return bolt.DefaultPath() }
 
-// listenHooks apply other nodes' change notices to cache.
-func listenHooks(cache invalidator, logger *zap.Logger) storage.ListenHooks {
+// listenHooks apply other nodes' change notices to cache, and keep state.
+func listenHooks(cache invalidator, state *listenerState, logger *zap.Logger) storage.ListenHooks {
 	return storage.ListenHooks{
 		Notice: func(inv storage.Invalidation) {
 			metrics.notices.Inc()
 			cache.Invalidate(inv)
 		},
 		Connected: func() {
-			metrics.listenerConnected.Set(1)
+			state.set(true)
 			// Notices sent while away are lost: forget everything cached.
 			cache.NoticesResumed()
 			logger.Info("listening for key changes")
 		},
 		Disconnected: func(err error) {
-			metrics.listenerConnected.Set(0)
+			state.set(false)
 			// Until it is back, ask the store before serving a token.
 			cache.NoticesLost()
 			logger.Warn("change listener disconnected; reconnecting", zap.Error(err))

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/limiter"
 	"github.com/keygate/keygate/storage"
 	"github.com/keygate/keygate/storage/cache"
@@ -54,9 +55,38 @@ type openStore struct {
 	// lim decides rate windows and credits for every config on the
 	// store: one per store, so that a reload keeps its counts and leases.
 	lim *limiter.Limiter
+	// listener is the state of the change listener; nil for a store
+	// without one (the file store serves one node).
+	listener *listenerState
 
 	stopListener context.CancelFunc
 	listening    sync.WaitGroup
+}
+
+// listenerState is what a store's change listener is doing, for the
+// listener_connected metric and the admin endpoint's /check.
+type listenerState struct {
+	connected atomic.Bool
+	since     atomic.Int64 // Unix nanoseconds of the last connection or loss
+}
+
+func (s *listenerState) set(connected bool) {
+	s.connected.Store(connected)
+	s.since.Store(time.Now().UnixNano())
+}
+
+// status returns the state as the admin API reports it; nil for no
+// listener.
+func (s *listenerState) status() *admin.ListenerStatus {
+	if s == nil {
+		return nil
+	}
+	st := &admin.ListenerStatus{Connected: s.connected.Load()}
+	if since := s.since.Load(); since != 0 {
+		t := time.Unix(0, since).UTC()
+		st.Since = &t
+	}
+	return st
 }
 
 // open connects to the store and applies its migrations, unless it is
@@ -84,7 +114,9 @@ func (s *sharedStore) open(logger *zap.Logger) error {
 	open.stopListener = stop
 	if l := ks.Listener(); l != nil {
 		// Other nodes share the store: follow their changes.
-		listen(listenCtx, &open.listening, l, &s.caches, logger)
+		open.listener = new(listenerState)
+		liveListeners.Store(open.listener, struct{}{})
+		listen(listenCtx, &open.listening, l, &s.caches, open.listener, logger)
 	}
 	s.live.Store(open)
 	logger.Info("key store open", zap.Stringer("storage", describe(s.opener)))
@@ -120,6 +152,15 @@ func (s *sharedStore) get() *storage.Keystore {
 	return nil
 }
 
+// listener returns the state of the open store's change listener, or nil
+// when it has none (or is not open).
+func (s *sharedStore) listener() *listenerState {
+	if open := s.live.Load(); open != nil {
+		return open.listener
+	}
+	return nil
+}
+
 // Destruct stops the listener and closes the store, once the last config
 // naming it is gone (its caches are closed by then).
 func (s *sharedStore) Destruct() error {
@@ -133,6 +174,9 @@ func (s *sharedStore) Destruct() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = open.lim.Close(ctx)
 		cancel()
+		if open.listener != nil {
+			liveListeners.Delete(open.listener)
+		}
 		_ = open.ks.Close()
 	}
 	return nil

@@ -27,7 +27,7 @@ import (
 //
 //	apikeys {
 //		storage <module> <args...>   # storage postgres <dsn> { schema <name> } | storage file <path>
-//		key_prefix <prefix>
+//		key_prefix <prefix> [<previous prefix>...]
 //		cache {
 //			max_entries <n>
 //			ttl <duration>
@@ -58,16 +58,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "key_prefix":
-			if !d.NextArg() {
+			// The first prefix is the one new tokens get; the others,
+			// earlier ones, are still accepted.
+			prefixes := d.RemainingArgs()
+			if len(prefixes) == 0 {
 				return d.ArgErr()
 			}
-			a.KeyPrefix = d.Val()
-			if err := token.ValidatePrefix(a.KeyPrefix); err != nil {
-				return d.Errf("key_prefix: %v", err)
+			for _, p := range prefixes {
+				if err := token.ValidatePrefix(p); err != nil {
+					return d.Errf("key_prefix: %v", err)
+				}
 			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+			a.KeyPrefix, a.PreviousKeyPrefixes = prefixes[0], prefixes[1:]
 		case "cache":
 			if err := a.unmarshalCache(d); err != nil {
 				return err

@@ -17,6 +17,33 @@ func checkAccountName(name string) error {
 	return nil
 }
 
+// nameFree refuses (409, naming the field "name") the name of account a
+// when another account has it.
+func nameFree(tx Tx, a *Account) error {
+	other, err := tx.AccountByName(a.Name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case other.ID != a.ID:
+		return nameTaken(a.Name)
+	}
+	return nil
+}
+
+// putAccount writes a. A backend that finds the name taken all the same
+// (another transaction took it since nameFree looked) says ErrConflict:
+// that is the same refusal.
+func putAccount(tx Tx, a *Account) error {
+	err := tx.PutAccount(a)
+	var e *Error
+	if errors.Is(err, ErrConflict) && !errors.As(err, &e) {
+		return nameTaken(a.Name)
+	}
+	return err
+}
+
 // checkKind returns the account kind k, defaulted.
 func checkKind(k string) (string, error) {
 	switch k {
@@ -78,13 +105,11 @@ func (ks *Keystore) CreateAccount(ctx context.Context, p Principal, n NewAccount
 	a := &Account{ID: NewID(AccountIDPrefix), Name: n.Name, Kind: kind, Team: n.Team,
 		Scopes: nonNilScopes(scope.Normalize(n.Scopes)), Disabled: n.Disabled, Policy: policy}
 	err = ks.write(ctx, p, "creating account", func(c *change) error {
-		if _, err := c.AccountByName(a.Name); err == nil {
-			return conflict("an account named %q exists", a.Name)
-		} else if !errors.Is(err, ErrNotFound) {
+		if err := nameFree(c, a); err != nil {
 			return err
 		}
 		a.CreatedAt = c.at
-		if err := c.PutAccount(a); err != nil {
+		if err := putAccount(c, a); err != nil {
 			return err
 		}
 		details := map[string]any{
@@ -172,14 +197,10 @@ func (ks *Keystore) UpdateAccount(ctx context.Context, p Principal, ref string, 
 		}
 		details := map[string]any{}
 		if patch.Name != nil {
-			if *patch.Name != a.Name {
-				if _, err := c.AccountByName(*patch.Name); err == nil {
-					return conflict("an account named %q exists", *patch.Name)
-				} else if !errors.Is(err, ErrNotFound) {
-					return err
-				}
-			}
 			a.Name = *patch.Name
+			if err := nameFree(c, a); err != nil {
+				return err
+			}
 			details["name"] = a.Name
 		}
 		if patch.Team != nil {
@@ -207,7 +228,7 @@ func (ks *Keystore) UpdateAccount(ctx context.Context, p Principal, ref string, 
 			return err
 		}
 		a.Policy = next
-		if err := c.PutAccount(a); err != nil {
+		if err := putAccount(c, a); err != nil {
 			return err
 		}
 		c.inv.Accounts = append(c.inv.Accounts, a.ID)

@@ -35,7 +35,8 @@ var (
 type Error struct {
 	// Kind is ErrInvalid, ErrNotFound, ErrConflict or ErrForbidden.
 	Kind error
-	// Field names the input at fault, if one is.
+	// Field names the input at fault, if one is: the field whose value
+	// is refused, or (ErrConflict) the field whose value is taken.
 	Field string
 	// Scope is the scope the caller lacks, for a refused grant.
 	Scope string
@@ -56,8 +57,13 @@ func notFound(field, format string, args ...any) *Error {
 	return &Error{Kind: ErrNotFound, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-func conflict(format string, args ...any) *Error {
-	return &Error{Kind: ErrConflict, Message: fmt.Sprintf(format, args...)}
+func conflict(field, format string, args ...any) *Error {
+	return &Error{Kind: ErrConflict, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// nameTaken is the conflict of an account name another account has.
+func nameTaken(name string) *Error {
+	return conflict("name", "account name %q is taken", name)
 }
 
 func forbiddenScope(s string) *Error {

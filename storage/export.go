@@ -255,24 +255,22 @@ func (ks *Keystore) Import(ctx context.Context, p Principal, rec ExportRecord) (
 }
 
 func importAccount(c *change, r *ExportAccount) (ImportOutcome, error) {
-	if other, err := c.AccountByName(r.Name); err == nil && other.ID != r.ID {
-		return 0, conflict("account name %q belongs to account %s", r.Name, other.ID)
-	} else if err != nil && !errors.Is(err, ErrNotFound) {
-		return 0, err
-	}
 	policy, err := importPolicy(&r.ExportPolicy, false)
 	if err != nil {
 		return 0, err
 	}
 	a := &Account{ID: r.ID, Name: r.Name, Kind: r.Kind, Team: r.Team, Scopes: nonNilScopes(r.Scopes),
 		Disabled: r.Disabled, CreatedAt: r.CreatedAt.UTC().Truncate(time.Microsecond), Policy: policy}
+	if err := nameFree(c, a); err != nil {
+		return 0, err
+	}
 	var before *ExportAccount
 	if old, err := c.Account(a.ID); err == nil {
 		before = exportAccount(old).Account
 	} else if !errors.Is(err, ErrNotFound) {
 		return 0, err
 	}
-	if err := c.PutAccount(a); err != nil {
+	if err := putAccount(c, a); err != nil {
 		return 0, err
 	}
 	c.inv.Accounts = append(c.inv.Accounts, a.ID)
@@ -334,7 +332,7 @@ func importToken(c *change, r *ExportToken) (ImportOutcome, error) {
 		LastUsedAt: timePtr(r.LastUsedAt), RotatedTo: r.RotatedTo, RotatedAt: timePtr(r.RotatedAt)}}
 	copy(t.Hash[:], r.Hash)
 	if other, err := c.TokenByHash(t.Hash); err == nil && other.ID != t.ID {
-		return 0, conflict("token %s: its hash belongs to token %s", t.ID, other.ID)
+		return 0, conflict("hash", "token %s: its hash belongs to token %s", t.ID, other.ID)
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
 		return 0, err
 	}

@@ -11,7 +11,7 @@ import (
 // insertToken stores a new token; its hash must be new.
 func insertToken(c *change, t *TokenRecord) error {
 	if _, err := c.TokenByHash(t.Hash); err == nil {
-		return conflict("a token with this value exists")
+		return conflict("", "a token with this value exists")
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}

@@ -178,7 +178,8 @@ func TestAdminBadInput(t *testing.T) {
 			{"scope leading space", "POST", "/accounts", map[string]any{"name": "x", "scopes": []string{" apps"}}, 400, "scopes"},
 			{"1 MB body", "POST", "/accounts", huge, 413, ""},
 			{"long name", "POST", "/accounts", map[string]any{"name": strings.Repeat("a", 201)}, 400, "name"},
-			{"duplicate account", "POST", "/accounts", map[string]any{"name": "base"}, 409, ""},
+			{"duplicate account", "POST", "/accounts", map[string]any{"name": "base"}, 409, "name"},
+			{"rename to a taken name", "PATCH", "/accounts/ops", map[string]any{"name": "base"}, 409, "name"},
 			{"key without account", "POST", "/keys", noAccount, 400, noAccountField},
 			{"key unknown account", "POST", "/keys", map[string]any{"account": "nobody", "name": "k"}, 404, "account"},
 			{"key account of wrong type", "POST", "/keys", map[string]any{"account": keyID, "name": "k"}, 404, "account"},
@@ -252,6 +253,9 @@ func TestAdminBadInput(t *testing.T) {
 				}
 				if tt.field != "" && body["field"] != tt.field {
 					t.Errorf("%s: %s: field %v, want %q (%v)", mount, tt.name, body["field"], tt.field, body)
+				}
+				if tt.status == http.StatusConflict && body["message"] != `account name "base" is taken` {
+					t.Errorf("%s: %s: message %q, want it to say what is taken", mount, tt.name, body["message"])
 				}
 			}
 		}

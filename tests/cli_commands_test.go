@@ -356,7 +356,7 @@ func TestCLIExitCodes(t *testing.T) {
 		}
 		wantCode(t, gw.cli(args...), 2, "caddy apikey")
 	}
-	wantCode(t, gw.cli("account", "create", "--name", "ci-bot"), 1, "409 conflict")
+	wantCode(t, gw.cli("account", "create", "--name", "ci-bot"), 1, `409 conflict (field name): account name "ci-bot" is taken`)
 	wantCode(t, gw.cli("account", "create", "--name", "x", "--kind", "robot"), 1, "400 invalid_request (field kind)")
 	wantCode(t, gw.cli("create", "--account", "nobody", "--name", "k"), 3, "404 not_found (field account)")
 	wantCode(t, gw.cli("account", "get", "nobody"), 3, "404 not_found")

@@ -108,7 +108,7 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	c.call(apiCall{op: "listAudit", on: A, method: "GET", path: "/audit?limit=x", status: 400})
 	c.call(apiCall{op: "listAudit", on: S, key: readerSecret, method: "GET", path: "/audit", status: 403})
 
-	// Export and import, on the admin endpoint only.
+	// Export, import and the store's check, on the admin endpoint only.
 	export := c.call(apiCall{op: "exportRecords", on: A, method: "GET", path: "/export", status: 200})
 	c.call(apiCall{op: "exportRecords", on: A, method: "PUT", path: "/export", status: 405})
 	jsonl := "application/jsonl"
@@ -117,7 +117,9 @@ func TestOpenAPIMatchesLiveAnswers(t *testing.T) {
 	c.call(apiCall{op: "importRecords", on: A, method: "POST", path: "/import", body: `{"type":"key","version":1,"key":{"id":"key_orphan","account":"acc_missing"}}` + "\n", contentType: jsonl, status: 404})
 	c.call(apiCall{op: "importRecords", on: A, method: "POST", path: "/import", body: `{"type":"account","version":1,"account":{"id":"acc_other","name":"ops","kind":"user"}}` + "\n", contentType: jsonl, status: 409})
 	c.call(apiCall{op: "importRecords", on: A, method: "GET", path: "/import", status: 405})
-	for _, path := range []string{"/export", "/import"} {
+	c.call(apiCall{op: "checkStore", on: A, method: "GET", path: "/check", status: 200})
+	c.call(apiCall{op: "checkStore", on: A, method: "PUT", path: "/check", status: 405})
+	for _, path := range []string{"/export", "/import", "/check"} {
 		if r := do(t, "GET", site+path, nil, "X-API-Key", opsSecret); r.Status != http.StatusNotFound {
 			t.Errorf("GET %s through apikey_admin: %d, want 404 (admin endpoint only)", path, r.Status)
 		}

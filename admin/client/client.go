@@ -69,6 +69,20 @@ func (c *Client) BaseURL() string { return c.base }
 // send sends a request for path (below the base URL) with query and body,
 // and returns the response of a 2xx answer; any other is an *Error.
 func (c *Client) send(ctx context.Context, method, path string, query url.Values, contentType string, body io.Reader) (*http.Response, error) {
+	resp, err := c.do(ctx, method, path, query, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		return nil, readError(resp)
+	}
+	return resp, nil
+}
+
+// do sends a request as send does and returns the response whatever its
+// status; only a request that got no answer is an error.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, contentType string, body io.Reader) (*http.Response, error) {
 	uri := c.base + path
 	if enc := query.Encode(); enc != "" {
 		uri += "?" + enc
@@ -87,10 +101,6 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, &TransportError{URL: c.base, Err: unwrapURLError(err)}
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		defer resp.Body.Close()
-		return nil, readError(resp)
 	}
 	return resp, nil
 }

@@ -13,7 +13,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:      "apikey",
-		Usage:     "<account|create|list|get|update|rotate|revoke|token|limit|credits|allow-ip|audit|whoami|export|import|version> [--address <listen>] [--config <path> [--adapter <name>]] [--json] [flags]",
+		Usage:     "<account|create|list|get|update|rotate|revoke|token|limit|credits|allow-ip|audit|whoami|check|export|import|version> [--address <listen>] [--config <path> [--adapter <name>]] [--json] [flags]",
 		Short:     "Manages Keygate accounts, API keys and tokens of a running Caddy",
 		Long:      long,
 		CobraFunc: Setup,
@@ -45,6 +45,7 @@ API on the admin endpoint of a running Caddy (under /apikeys/).
   caddy apikey allow-ip <key-id> | --account <id|name> <cidr>... [--clear]
   caddy apikey audit [--since 24h] [--actor <key-id|admin>] [--action key.create] [--target <id>]
   caddy apikey whoami
+  caddy apikey check
   caddy apikey export [--output keys.jsonl]
   caddy apikey import <keys.jsonl | ->
   caddy apikey version
@@ -64,8 +65,8 @@ Shell completion, for these commands too: 'caddy completion --help'.`
 // footer ends the help of every apikey command, instead of the link to
 // Caddy's command-line docs that Caddy's own help ends with.
 const footer = `
-Exit status: 0 done; 1 error (an answer of the API, an unreachable endpoint,
-a file); 2 usage error (a flag, an argument); 3 not found.
+Exit status: 0 done; 1 error (an answer of the API, an unreachable endpoint
+or key store, a file); 2 usage error (a flag, an argument); 3 not found.
 
 Full documentation: https://github.com/keygate/keygate#readme
 `
@@ -87,7 +88,7 @@ func Setup(cmd *cobra.Command) {
 
 	cmd.AddCommand(accountCommand())
 	cmd.AddCommand(keyCommands()...)
-	cmd.AddCommand(rotateCommand(), tokenCommand(), auditCommand(), whoamiCommand())
+	cmd.AddCommand(rotateCommand(), tokenCommand(), auditCommand(), whoamiCommand(), checkCommand())
 	cmd.AddCommand(policyCommands()...)
 	cmd.AddCommand(transferCommands()...)
 	cmd.AddCommand(versionCommand())

@@ -7,17 +7,12 @@ package postgres
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
-	"io/fs"
 	"net"
 	"net/netip"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,9 +30,6 @@ const DefaultSchema = "keygate"
 // NotifyChannel is the PostgreSQL channel on which every committed change
 // is announced, with a JSON payload naming the schema and what changed.
 const NotifyChannel = "keygate"
-
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
 
 var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
@@ -91,74 +83,6 @@ func redactDSNError(err error) error {
 	return err
 }
 
-// migrate applies the embedded migrations not yet recorded in
-// schema_migrations. A session-level advisory lock per schema makes
-// gateways that start together apply each migration exactly once.
-func (b *Backend) migrate(ctx context.Context) error {
-	conn, err := b.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("connecting to postgres: %w", err)
-	}
-	defer conn.Release()
-
-	h := fnv.New64a()
-	h.Write([]byte("keygate migrations " + b.schema))
-	lockID := int64(h.Sum64())
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockID); err != nil {
-		return fmt.Errorf("taking migration lock: %w", err)
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockID) //nolint:errcheck // the lock also ends with the session
-
-	ident := pgx.Identifier{b.schema}.Sanitize()
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+ident); err != nil {
-		return fmt.Errorf("creating schema %s: %w", b.schema, err)
-	}
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+ident+`.schema_migrations (
-		version    integer PRIMARY KEY,
-		name       text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("creating schema_migrations: %w", err)
-	}
-	var current int
-	if err := conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+ident+".schema_migrations").Scan(&current); err != nil {
-		return fmt.Errorf("reading schema version: %w", err)
-	}
-
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		return err
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("migration %s: name must start with its version number", base)
-		}
-		if version <= current {
-			continue
-		}
-		sql, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+ident); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, string(sql)); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "INSERT INTO "+ident+".schema_migrations (version, name) VALUES ($1, $2)", version, base)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("applying migration %s to schema %s: %w", base, b.schema, err)
-		}
-	}
-	return nil
-}
-
 // Close closes the connection pool.
 func (b *Backend) Close() error {
 	b.pool.Close()
@@ -169,15 +93,25 @@ func (b *Backend) Close() error {
 // deadlock or a serialization failure.
 const maxAttempts = 5
 
+// roundTripTimeout bounds each round trip of a transaction to the server:
+// taking a pooled connection and BEGIN, each statement, COMMIT. A network
+// path that dies silently (a dropped NAT entry, a pulled cable) answers
+// nothing and fails nothing, and a pooled connection on it would hold an
+// admin request forever; past the bound the round trip fails as
+// storage.ErrUnavailable (503 with Retry-After), pgx closes the
+// connection, and the next transaction gets a fresh one. The bound is per
+// round trip, not per transaction, so a long export or a large cascade
+// still completes; the request path has its own, shorter, bound
+// (cache.DefaultLookupTimeout).
+const roundTripTimeout = 5 * time.Second
+
 // Update implements storage.Backend. Reads in fn lock the rows they find
 // (SELECT … FOR UPDATE), so Updates that read the same record run one
 // after the other; one that PostgreSQL aborts for a deadlock runs again.
 func (b *Backend) Update(ctx context.Context, fn func(storage.Tx) error) error {
 	var err error
 	for range maxAttempts {
-		err = pgx.BeginFunc(ctx, b.pool, func(ptx pgx.Tx) error {
-			return fn(&tx{ctx: ctx, tx: ptx, lock: " FOR UPDATE", schema: b.schema})
-		})
+		err = b.inTx(ctx, pgx.TxOptions{}, " FOR UPDATE", fn)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
 			break
@@ -188,9 +122,32 @@ func (b *Backend) Update(ctx context.Context, fn func(storage.Tx) error) error {
 
 // View implements storage.Backend: one read-only snapshot.
 func (b *Backend) View(ctx context.Context, fn func(storage.Tx) error) error {
-	err := pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
-		func(ptx pgx.Tx) error { return fn(&tx{ctx: ctx, tx: ptx, schema: b.schema}) })
+	err := b.inTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, "", fn)
 	return wrapErr("reading", err)
+}
+
+// inTx runs fn in one transaction, committed when fn returns nil, each
+// round trip bounded by roundTripTimeout. lock ends every SELECT.
+func (b *Backend) inTx(ctx context.Context, opts pgx.TxOptions, lock string, fn func(storage.Tx) error) error {
+	beginCtx, cancel := context.WithTimeout(ctx, roundTripTimeout)
+	ptx, err := b.pool.BeginTx(beginCtx, opts)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// A no-op after Commit; after a failure, the connection goes back
+		// clean (or, if it is dead, is closed) even when ctx is done.
+		rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), roundTripTimeout)
+		defer cancel()
+		_ = ptx.Rollback(rollbackCtx)
+	}()
+	if err := fn(&tx{ctx: ctx, tx: ptx, lock: lock, schema: b.schema}); err != nil {
+		return err
+	}
+	commitCtx, cancel := context.WithTimeout(ctx, roundTripTimeout)
+	defer cancel()
+	return ptx.Commit(commitCtx)
 }
 
 const lookupTokenSQL = `

@@ -37,15 +37,25 @@ func scanAccount(row pgx.Row) (*storage.Account, error) {
 	return &a, nil
 }
 
+// roundTrip returns the context of one round trip of t to the server,
+// bounded by roundTripTimeout.
+func (t *tx) roundTrip() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(t.ctx, roundTripTimeout)
+}
+
 // one reads one row with scan.
 func one[T any](t *tx, what string, scan func(pgx.Row) (*T, error), sql string, args ...any) (*T, error) {
-	v, err := scan(t.tx.QueryRow(t.ctx, sql+t.lock, args...))
+	ctx, cancel := t.roundTrip()
+	defer cancel()
+	v, err := scan(t.tx.QueryRow(ctx, sql+t.lock, args...))
 	return v, wrapErr(what, err)
 }
 
 // many reads rows with scan.
 func many[T any](t *tx, what string, scan func(pgx.Row) (*T, error), sql string, args ...any) ([]T, error) {
-	rows, err := t.tx.Query(t.ctx, sql+t.lock, args...)
+	ctx, cancel := t.roundTrip()
+	defer cancel()
+	rows, err := t.tx.Query(ctx, sql+t.lock, args...)
 	if err != nil {
 		return nil, wrapErr(what, err)
 	}
@@ -64,7 +74,9 @@ func many[T any](t *tx, what string, scan func(pgx.Row) (*T, error), sql string,
 // exec runs a statement; one that must touch a row and touches none is
 // ErrNotFound.
 func (t *tx) exec(what string, mustTouch bool, sql string, args ...any) error {
-	tag, err := t.tx.Exec(t.ctx, sql, args...)
+	ctx, cancel := t.roundTrip()
+	defer cancel()
+	tag, err := t.tx.Exec(ctx, sql, args...)
 	if err != nil {
 		return wrapErr(what, err)
 	}

@@ -154,7 +154,9 @@ func (t *tx) AddCounts(adds []storage.CounterAdd, read []storage.Counter) ([]int
 	for i, c := range read {
 		rSubjects[i], rNames[i], rLengths[i], rStarts[i] = c.Subject, c.Name, c.Length.Microseconds(), c.Start
 	}
-	rows, err := t.tx.Query(t.ctx, addCountsSQL, subjects, names, lengths, starts, counts, expires,
+	ctx, cancel := t.roundTrip()
+	defer cancel()
+	rows, err := t.tx.Query(ctx, addCountsSQL, subjects, names, lengths, starts, counts, expires,
 		rSubjects, rNames, rLengths, rStarts)
 	if err != nil {
 		return nil, wrapErr("syncing window counts", err)

@@ -12,7 +12,7 @@ func testAccounts(t *testing.T, ks *storage.Keystore) {
 	check(t, a.ID != "" && !a.CreatedAt.IsZero() && slices.Equal(a.Scopes, []string{"apps", "runs:read"}),
 		"account not filled or scopes not normalized: %+v", a)
 	_, err := ks.CreateAccount(ctx, admin, storage.NewAccount{Name: "ci-bot"})
-	mustBe(t, "duplicate name", err, storage.ErrConflict)
+	mustConflict(t, "duplicate name", err, "name", `account name "ci-bot" is taken`)
 	_, err = ks.CreateAccount(ctx, admin, storage.NewAccount{Name: "acc_lookalike"})
 	mustBe(t, "a name shaped like an id", err, storage.ErrInvalid)
 	_, err = ks.CreateAccount(ctx, admin, storage.NewAccount{Name: "x", Kind: "robot"})
@@ -35,7 +35,10 @@ func testAccounts(t *testing.T, ks *storage.Keystore) {
 	other := newAccount(t, ks, "other")
 	taken, renamed := "ci-bot", "renamed"
 	_, err = ks.UpdateAccount(ctx, admin, other.ID, storage.AccountPatch{Name: &taken})
-	mustBe(t, "rename to a taken name", err, storage.ErrConflict)
+	mustConflict(t, "rename to a taken name", err, "name", `account name "ci-bot" is taken`)
+	same := "other"
+	got, err = ks.UpdateAccount(ctx, admin, other.ID, storage.AccountPatch{Name: &same})
+	check(t, err == nil && got.Name == same, "rename to its own name: %+v, %v", got, err)
 	got, err = ks.UpdateAccount(ctx, admin, other.ID, storage.AccountPatch{Name: &renamed})
 	check(t, err == nil && got.Name == renamed, "rename: %+v, %v", got, err)
 	got, err = ks.Account(ctx, admin, renamed)

@@ -151,3 +151,38 @@ func testRotateRacesExpiryEdit(t *testing.T, ks *storage.Keystore) {
 		}
 	}
 }
+
+// testConcurrentAccountNames races creations and renames to one name:
+// exactly one wins, and every loser is the same 409 naming the field,
+// also where the backend, not the keystore's look-up, found the name
+// taken (PostgreSQL's unique index, when two transactions looked at once).
+func testConcurrentAccountNames(t *testing.T, ks *storage.Keystore) {
+	for round := range rounds() {
+		name := "contested-" + string(token.Alphabet[round])
+		renamed := newAccount(t, ks, "renamed-"+string(token.Alphabet[round]))
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins := 0
+		for i := range 8 {
+			wg.Go(func() {
+				var err error
+				if i == 0 {
+					_, err = ks.UpdateAccount(ctx, admin, renamed.ID, storage.AccountPatch{Name: &name})
+				} else {
+					_, err = ks.CreateAccount(ctx, admin, storage.NewAccount{Name: name})
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				var e *storage.Error
+				switch {
+				case err == nil:
+					wins++
+				case !errors.As(err, &e) || !errors.Is(err, storage.ErrConflict) || e.Field != "name":
+					t.Errorf("a losing write of a contested name: %#v, want a conflict naming field name", err)
+				}
+			})
+		}
+		wg.Wait()
+		check(t, wins == 1, "%d writes of one account name succeeded, want 1", wins)
+	}
+}

@@ -214,10 +214,10 @@ func testImportRejectsBadRecords(t *testing.T, ks *storage.Keystore) {
 	_, err = ks.Key(ctx, admin, "key_x")
 	mustBe(t, "a refused key record", err, storage.ErrNotFound)
 	_, err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordAccount, Account: &storage.ExportAccount{ID: "acc_other", Name: acc.Name}})
-	mustBe(t, "an account whose name is taken", err, storage.ErrConflict)
+	mustConflict(t, "an account whose name is taken", err, "name", `account name "taken" is taken`)
 	_, secret := newKey(t, ks, acc.ID, nil)
 	k, _ := newKey(t, ks, acc.ID, nil)
 	taken := token.Sum(secret)
 	_, err = ks.Import(ctx, admin, storage.ExportRecord{Type: storage.RecordToken, Token: &storage.ExportToken{ID: "tok_other", Key: k.ID, Hash: taken[:]}})
-	mustBe(t, "a token whose hash is taken", err, storage.ErrConflict)
+	mustConflict(t, "a token whose hash is taken", err, "hash", "tok_other")
 }

@@ -10,6 +10,7 @@ package storagetest
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/keygate/keygate/storage"
@@ -49,6 +50,7 @@ var tests = []test{
 	{"ImportRejectsBadRecords", testImportRejectsBadRecords},
 	{"ConcurrentRotations", testConcurrentRotations},
 	{"ConcurrentLifecycle", testConcurrentLifecycle},
+	{"ConcurrentAccountNames", testConcurrentAccountNames},
 	{"RotateRacesExpiryEdit", testRotateRacesExpiryEdit},
 	{"Policies", testPolicies},
 	{"PolicyRule", testPolicyRule},
@@ -118,6 +120,16 @@ func mustBe(t testing.TB, what string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
 		t.Fatalf("%s: %v, want %v", what, err, want)
+	}
+}
+
+// mustConflict fails t unless err is a conflict (storage.Error, kind
+// ErrConflict) that names field and whose message holds what.
+func mustConflict(t testing.TB, what string, err error, field, holds string) {
+	t.Helper()
+	var e *storage.Error
+	if !errors.As(err, &e) || !errors.Is(err, storage.ErrConflict) || e.Field != field || !strings.Contains(e.Message, holds) {
+		t.Fatalf("%s: %#v, want a conflict naming field %q with %q in its message", what, err, field, holds)
 	}
 }
 

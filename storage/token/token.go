@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"unsafe"
 )
 
@@ -43,6 +44,9 @@ var base62Value = func() (t [256]int8) {
 // The zero value is not usable; use NewFormat.
 type Format struct {
 	prefix string // including the trailing "-"
+	// previous are prefixes (with their "-") that Valid still accepts but
+	// Generate no longer issues: tokens issued before key_prefix changed.
+	previous []string
 }
 
 // ValidatePrefix reports whether p is a usable key_prefix: 1–16 of [a-z0-9_].
@@ -68,6 +72,34 @@ func NewFormat(prefix string) (Format, error) {
 	return Format{prefix: prefix + "-"}, nil
 }
 
+// WithPrevious returns f accepting, besides its own prefix, tokens issued
+// under the given earlier prefixes (without their "-"). Tokens are stored
+// as the SHA-256 of their whole value, prefix included, so a token keeps
+// its identity whatever the current prefix: only the format check stood
+// between it and the store.
+func (f Format) WithPrevious(prefixes ...string) (Format, error) {
+	out := Format{prefix: f.prefix}
+	for _, p := range prefixes {
+		if err := ValidatePrefix(p); err != nil {
+			return Format{}, err
+		}
+		if p+"-" == f.prefix || slices.Contains(out.previous, p+"-") {
+			continue
+		}
+		out.previous = append(out.previous, p+"-")
+	}
+	return out, nil
+}
+
+// Previous returns the earlier prefixes f accepts, without their "-".
+func (f Format) Previous() []string {
+	out := make([]string, len(f.previous))
+	for i, p := range f.previous {
+		out[i] = p[:len(p)-1]
+	}
+	return out
+}
+
 // Prefix returns the prefix without its "-".
 func (f Format) Prefix() string { return f.prefix[:len(f.prefix)-1] }
 
@@ -84,15 +116,29 @@ func (f Format) Generate() string {
 	return string(buf)
 }
 
-// Valid reports whether token has this format's prefix, length, alphabet and
-// checksum. It is the check that keeps malformed tokens away from the cache
-// and the store, and does not allocate.
+// Valid reports whether token has this format's prefix (or one of its
+// previous prefixes), length, alphabet and checksum. It is the check that
+// keeps malformed tokens away from the cache and the store, and does not
+// allocate.
 func (f Format) Valid(token string) bool {
-	if len(token) != f.Len() || token[:len(f.prefix)] != f.prefix {
+	if validWith(token, f.prefix) {
+		return true
+	}
+	for _, p := range f.previous {
+		if validWith(token, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// validWith is Valid for one prefix (with its "-").
+func validWith(token, prefix string) bool {
+	if len(token) != len(prefix)+randomLen+checksumLen || token[:len(prefix)] != prefix {
 		return false
 	}
-	bodyLen := len(f.prefix) + randomLen
-	for i := len(f.prefix); i < bodyLen; i++ {
+	bodyLen := len(prefix) + randomLen
+	for i := len(prefix); i < bodyLen; i++ {
 		if base62Value[token[i]] < 0 {
 			return false
 		}
