@@ -234,8 +234,11 @@ func renderKey(w io.Writer, k admin.Key, accounts names) error {
 	fmt.Fprintf(tw, "Limits:\t%s\n", limitList(k.Limits))
 	fmt.Fprintf(tw, "Allowed IPs:\t%s\n", ipList(k.AllowedIPs))
 	fmt.Fprintf(tw, "Credits:\t%s\n", creditLine(k.Credits))
-	if k.Usage != nil {
+	// Usage is shown for the windows there are, the account's too.
+	if k.Usage != nil && len(k.Usage.Windows) > 0 {
 		fmt.Fprintf(tw, "Usage:\t%s\n", usageLine(k.Usage.Windows))
+	}
+	if k.Usage != nil && len(k.Usage.AccountWindows) > 0 {
 		fmt.Fprintf(tw, "Account usage:\t%s\n", usageLine(k.Usage.AccountWindows))
 	}
 	fmt.Fprintf(tw, "Created by:\t%s\n", cell(k.CreatedBy))
