@@ -193,58 +193,13 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			continue
 		}
+		if ok, err := h.ScopeTable.unmarshalOption(d, lines); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		switch d.Val() {
-		case "scope":
-			lines.add(d, "scope", len(h.Routes))
-			args := d.RemainingArgs()
-			var cost int64
-			if len(args) == 5 {
-				if args[3] != "cost" {
-					return d.Errf("scope: unexpected %q after the scope; did you mean cost <n>?", args[3])
-				}
-				n, err := strconv.ParseInt(args[4], 10, 64)
-				if err != nil || n < 1 {
-					return d.Errf("scope: cost %q is not a positive integer", args[4])
-				}
-				cost, args = n, args[:3]
-			}
-			if len(args) != 3 {
-				return d.Errf("scope: expected <methods> <path> <scope|public|authenticated> [cost <n>], got %d arguments", len(args))
-			}
-			rule := RouteRule{Path: args[1], Scope: args[2], Cost: cost}
-			if args[0] != "*" {
-				rule.Methods = strings.Split(args[0], ",")
-			}
-			h.Routes = append(h.Routes, rule)
-		case "default":
-			if h.Default != "" {
-				return d.Err("default: already set")
-			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			lines.add(d, "default", 0)
-			h.Default = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "allow_encoded_slash":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.AllowEncodedSlash = true
-		case "require":
-			if len(h.Require) == 0 {
-				lines.add(d, "require", 0) // "cannot be combined" points here
-			}
-			if !d.NextArg() {
-				h.Require = append(h.Require, AccessAuthenticated)
-				continue
-			}
-			for ok := true; ok; ok = d.NextArg() {
-				lines.add(d, "require", len(h.Require))
-				h.Require = append(h.Require, d.Val())
-			}
 		case "cost_header", "charge_on", "rate_limit_headers":
 			if err := h.UsageSettings.unmarshalOption(d, lines); err != nil {
 				return err
@@ -261,6 +216,68 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return lines.errorf(d, "apikey_auth", err)
 	}
 	return nil
+}
+
+// unmarshalOption reads an option of the scope table (scope, default,
+// require, allow_encoded_slash) if the dispenser is at one, and reports
+// whether it was. apikey_auth and apikey_verify share these lines.
+func (t *ScopeTable) unmarshalOption(d *caddyfile.Dispenser, lines settingLines) (bool, error) {
+	switch d.Val() {
+	case "scope":
+		lines.add(d, "scope", len(t.Routes))
+		args := d.RemainingArgs()
+		var cost int64
+		if len(args) == 5 {
+			if args[3] != "cost" {
+				return true, d.Errf("scope: unexpected %q after the scope; did you mean cost <n>?", args[3])
+			}
+			n, err := strconv.ParseInt(args[4], 10, 64)
+			if err != nil || n < 1 {
+				return true, d.Errf("scope: cost %q is not a positive integer", args[4])
+			}
+			cost, args = n, args[:3]
+		}
+		if len(args) != 3 {
+			return true, d.Errf("scope: expected <methods> <path> <scope|public|authenticated> [cost <n>], got %d arguments", len(args))
+		}
+		rule := RouteRule{Path: args[1], Scope: args[2], Cost: cost}
+		if args[0] != "*" {
+			rule.Methods = strings.Split(args[0], ",")
+		}
+		t.Routes = append(t.Routes, rule)
+	case "default":
+		if t.Default != "" {
+			return true, d.Err("default: already set")
+		}
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		lines.add(d, "default", 0)
+		t.Default = d.Val()
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+	case "allow_encoded_slash":
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+		t.AllowEncodedSlash = true
+	case "require":
+		if len(t.Require) == 0 {
+			lines.add(d, "require", 0) // "cannot be combined" points here
+		}
+		if !d.NextArg() {
+			t.Require = append(t.Require, AccessAuthenticated)
+			return true, nil
+		}
+		for ok := true; ok; ok = d.NextArg() {
+			lines.add(d, "require", len(t.Require))
+			t.Require = append(t.Require, d.Val())
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
 }
 
 // unmarshalOption reads one of the usage settings' lines:
