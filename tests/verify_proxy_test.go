@@ -139,3 +139,55 @@ func checkThroughProxy(t *testing.T, env *verifyEnv, proxyURL string) {
 	}
 	checkUpstreamClean(t, up.lastHeader())
 }
+
+// TestVerifyNginxRestoresStatuses: statuses nginx's auth_request cannot
+// pass (400, 503) reach the client through the README's error_page
+// location with their body and Retry-After; Keygate unreachable is a 503.
+func TestVerifyNginxRestoresStatuses(t *testing.T) {
+	nginxBinary(t)
+	pg := pgtest.Dedicated(t)
+	env := startVerifier(t, pg.DSN(), "nginx", nil)
+	block := readmeBlock(t, "# nginx: the API behind auth_request (inside http { })")
+	n := startNginx(t, readmeAddresses(block, fmt.Sprintf("127.0.0.1:%d", env.gw.HTTPPort), env.up.URL, "{port}"))
+
+	checkRestored := func(name string, r response, status int, code string, retryAfter bool) {
+		t.Helper()
+		if r.Status != status || r.JSON(t)["error"] != code || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+			t.Fatalf("%s: %d %v %s, want %d %s", name, r.Status, r.Header, r.Body, status, code)
+		}
+		if (r.Header.Get("Retry-After") != "") != retryAfter || r.Header.Get("Www-Authenticate") != "" ||
+			r.Header.Get("X-Keygate-Status") != "" || r.Header.Get("X-Keygate-Error") != "" {
+			t.Errorf("%s: headers %v", name, r.Header)
+		}
+	}
+	r := do(t, "GET", n.URL+"/v1/apps/a%2Fb", nil, "X-API-Key", env.reader)
+	checkRestored("encoded slash", r, 400, "invalid_request", false)
+	if msg, _ := r.JSON(t)["message"].(string); !strings.Contains(msg, "%2F") {
+		t.Errorf("400 message %q", msg)
+	}
+
+	_, uncached := env.gw.createKey(env.accID, nil)
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	hits := env.up.hitCount()
+	r = do(t, "GET", n.URL+"/v1/apps/web", nil, "X-API-Key", uncached)
+	checkRestored("store down", r, 503, "unavailable", true)
+	if r.Header.Get("Retry-After") != "2" || env.up.hitCount() != hits {
+		t.Errorf("store down: Retry-After %q, upstream hits %d → %d", r.Header.Get("Retry-After"), hits, env.up.hitCount())
+	}
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, "GET", n.URL+"/v1/apps/web", nil, "X-API-Key", uncached); r.Status != 200 {
+		t.Fatalf("store back: %d %s", r.Status, r.Body)
+	}
+
+	// Keygate unreachable: the same block, pointed at a closed port.
+	dead := startNginx(t, readmeAddresses(block, fmt.Sprintf("127.0.0.1:%d", pgtest.FreePort(t)), env.up.URL, "{port}"))
+	hits = env.up.hitCount()
+	checkRestored("verifier unreachable", do(t, "GET", dead.URL+"/v1/apps/web", nil, "X-API-Key", env.reader), 503, "unavailable", false)
+	if env.up.hitCount() != hits {
+		t.Error("the upstream got a request nobody verified")
+	}
+}
