@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/storage/token"
@@ -268,4 +270,31 @@ func TestVerifyCaddyfile(t *testing.T) {
 			t.Errorf("%q: error %v, want %q %s", tt.src, err, tt.want, tt.line)
 		}
 	}
+}
+
+// TestVerifyCountsDecisions: decisions_total counts apikey_verify's
+// answers under the same results as apikey_auth's.
+func TestVerifyCountsDecisions(t *testing.T) {
+	v, secret := newTestVerifier(t, &VerifyHandler{Mode: ModeNginx, ScopeTable: ScopeTable{Routes: []RouteRule{{Path: "/public", Scope: AccessPublic}}}})
+	for _, tt := range []struct {
+		counter prometheus.Counter
+		header  http.Header
+	}{
+		{resultPublic, http.Header{"X-Original-Method": {"GET"}, "X-Original-Uri": {"/public"}}},
+		{resultUnauthorized, http.Header{"X-Original-Method": {"GET"}, "X-Original-Uri": {"/v1"}}},
+		{resultUnavailable, http.Header{"X-Original-Method": {"GET"}, "X-Original-Uri": {"/v1"}, "X-Api-Key": {secret}}},
+		{resultInvalidRequest, http.Header{"X-Original-Method": {"GET"}}},
+	} {
+		before := counterValue(tt.counter)
+		check(v, "GET", "/verify", tt.header)
+		if got := counterValue(tt.counter) - before; got != 1 {
+			t.Errorf("%v: counted %v times, want 1", tt.header, got)
+		}
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
 }
