@@ -1,18 +1,12 @@
 package caddymodule
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/keygate/keygate/internal/routetable"
-	"github.com/keygate/keygate/internal/scope"
 )
 
 func init() {
@@ -21,16 +15,6 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("apikey_auth", httpcaddyfile.Before, "basic_auth")
 }
 
-// Access levels a route can require besides scopes.
-const (
-	// AccessPublic lets every request through, with or without a key.
-	AccessPublic = "public"
-	// AccessAuthenticated lets any valid key through.
-	AccessAuthenticated = "authenticated"
-	// AccessDeny refuses every request (403).
-	AccessDeny = "deny"
-)
-
 // AuthHandler checks the API key of each request and the scope its route
 // requires, answers 400/401/403/503 with a JSON body, or passes the request
 // on without its credential and with the caller's identity in placeholders.
@@ -38,26 +22,12 @@ const (
 // paths an upstream could read differently are refused (requestpath.go).
 // How the key is read, verified and refused is its Authenticator's.
 //
-// The scope table maps method and path patterns to a scope, "public" or
-// "authenticated"; the most specific pattern wins whatever the order, and
-// Default applies to the rest. With Require instead, every request needs
-// all of those scopes (use it with Match). With neither, any valid key
-// passes.
+// What each request requires, and the decision on it, are its
+// ScopeTable's (ScopeTable.decide, which apikey_verify shares); with
+// Require, every request needs all of those scopes (use it with Match).
 type AuthHandler struct {
 	Authenticator
-	// Routes is the scope table.
-	Routes []RouteRule `json:"routes,omitempty"`
-	// Default applies to requests no route matches: "deny" (the default
-	// with a table), "authenticated", "public" or a scope.
-	Default string `json:"default,omitempty"`
-	// Require lists scopes every request needs, instead of a table.
-	Require []string `json:"require,omitempty"`
-	// AllowEncodedSlash lets request paths hold %2F, for APIs whose
-	// resource names contain slashes; the table then reads a%2Fb as one
-	// segment, as Go's ServeMux and Express do. Without it such requests
-	// get 400. Backslashes, ";", encoded control bytes and double encoding
-	// get 400 either way.
-	AllowEncodedSlash bool `json:"allow_encoded_slash,omitempty"`
+	ScopeTable
 	// MatchRaw limits the key check to requests that any of these matcher
 	// sets matches; the rest go on unchecked. Unlike a route's "match", it
 	// reads the request after it is made canonical (or refused, matched
@@ -69,33 +39,6 @@ type AuthHandler struct {
 	UsageSettings
 
 	matchers caddyhttp.MatcherSets
-	table    routetable.Table[*access]
-	fallback *access
-}
-
-// RouteRule is one line of the scope table.
-type RouteRule struct {
-	// Methods the rule applies to; empty or "*" means any.
-	Methods []string `json:"methods,omitempty"`
-	// Path is a pattern of literal segments, {name} for one segment and a
-	// final * for any rest.
-	Path string `json:"path"`
-	// Scope is the required scope, or "public" or "authenticated".
-	Scope string `json:"scope"`
-	// Cost is what a request on the route takes from a key's credits;
-	// 0 is the default, 1. Keys without credits are not charged.
-	Cost int64 `json:"cost,omitempty"`
-}
-
-// access is what a route requires, with its refusals rendered.
-type access struct {
-	public bool
-	deny   bool
-	scopes []string
-	// cost is what a request takes from a key's credits (at least 1).
-	cost int64
-	// insufficient holds the 403 for each scope in scopes.
-	insufficient []*denial
 }
 
 // CaddyModule returns the Caddy module information.
@@ -117,7 +60,7 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 	if err := h.compileUsage(); err != nil {
 		return err
 	}
-	return h.compileTable()
+	return h.compileTable(&h.Authenticator)
 }
 
 // compile checks the whole configuration and builds the answers and the
@@ -129,95 +72,7 @@ func (h *AuthHandler) compile() error {
 	if err := h.compileUsage(); err != nil {
 		return err
 	}
-	return h.compileTable()
-}
-
-// compileTable checks the scope table, default and require and builds
-// the table. Errors name the setting at fault (settingError).
-func (h *AuthHandler) compileTable() error {
-	if len(h.Require) > 0 {
-		if len(h.Routes) > 0 || h.Default != "" {
-			return &settingError{setting: "require", err: errors.New("require cannot be combined with a scope table or default")}
-		}
-		for i, s := range h.Require {
-			if s == AccessPublic || s == AccessDeny || (s == AccessAuthenticated && len(h.Require) > 1) {
-				return &settingError{setting: "require", index: i,
-					err: fmt.Errorf("require %q: require lists scopes (or authenticated alone); for public or denied routes use a scope table", s)}
-			}
-		}
-		acc, err := h.newAccess(h.Require)
-		if err != nil {
-			return &settingError{setting: "require", index: err.index, err: fmt.Errorf("require: %w", err.err)}
-		}
-		h.fallback = acc
-		return nil
-	}
-
-	h.table = routetable.Table[*access]{}
-	for i, rule := range h.Routes {
-		fail := func(err error) error { return &settingError{setting: "scope", index: i, err: err} }
-		acc, err := h.newAccess([]string{rule.Scope})
-		if err != nil {
-			return fail(fmt.Errorf("scope %s %s: %w", strings.Join(rule.Methods, ","), rule.Path, err.err))
-		}
-		if err := checkMethods(rule.Methods); err != nil {
-			return fail(fmt.Errorf("scope %s %s: %w", strings.Join(rule.Methods, ","), rule.Path, err))
-		}
-		switch {
-		case rule.Cost < 0:
-			return fail(fmt.Errorf("scope %s %s: cost %d: must not be negative", strings.Join(rule.Methods, ","), rule.Path, rule.Cost))
-		case rule.Cost > 0 && (acc.public || acc.deny):
-			return fail(fmt.Errorf("scope %s %s: a cost on a %s route charges nobody", strings.Join(rule.Methods, ","), rule.Path, rule.Scope))
-		case rule.Cost > 0:
-			acc.cost = rule.Cost
-		}
-		if err := h.table.Add(rule.Methods, rule.Path, acc); err != nil {
-			return fail(fmt.Errorf("scope table: %w", err))
-		}
-	}
-	def := h.Default
-	switch {
-	case def == "" && len(h.Routes) > 0:
-		def = AccessDeny
-	case def == "":
-		def = AccessAuthenticated
-	}
-	acc, err := h.newAccess([]string{def})
-	if err != nil {
-		return &settingError{setting: "default", err: fmt.Errorf("default %q: want deny, authenticated, public or a scope: %w", def, err.err)}
-	}
-	h.fallback = acc
-	return nil
-}
-
-// wordError is an access word that newAccess refuses, and its index.
-type wordError struct {
-	index int
-	err   error
-}
-
-// newAccess builds what a route requires from its access words: one
-// keyword (accessKeyword), or scopes that are not likely typos of one.
-func (h *AuthHandler) newAccess(words []string) (*access, *wordError) {
-	if len(words) == 1 {
-		switch words[0] {
-		case AccessPublic:
-			return &access{public: true}, nil
-		case AccessAuthenticated:
-			return &access{cost: 1}, nil
-		case AccessDeny:
-			return &access{deny: true}, nil
-		}
-	}
-	acc := &access{cost: 1}
-	for i, s := range words {
-		if err := checkScopeWord(s); err != nil {
-			return nil, &wordError{index: i, err: err}
-		}
-		acc.scopes = append(acc.scopes, s)
-		acc.insufficient = append(acc.insufficient, h.insufficientScope(s))
-	}
-	return acc, nil
+	return h.compileTable(&h.Authenticator)
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -253,49 +108,7 @@ func (h *AuthHandler) authorize(r *http.Request) (*verified, *access, *denial) {
 	if bad != nil {
 		return nil, nil, bad
 	}
-	return h.decide(r, path, escaped)
-}
-
-// decide is authorize for a request already made canonical; path and
-// escaped are what canonical returned.
-func (h *AuthHandler) decide(r *http.Request, path string, escaped bool) (*verified, *access, *denial) {
-	acc := h.route(r.Method, path, escaped)
-	if acc.public {
-		h.strip(r)
-		return nil, acc, nil
-	}
-	cred, denied := h.authenticate(r)
-	switch {
-	case denied != nil:
-		return nil, acc, denied
-	case acc.deny:
-		return nil, acc, h.answers.forbidden
-	}
-	for i, required := range acc.scopes {
-		if !scope.AnyCovers(cred.Scopes, required) {
-			return nil, acc, acc.insufficient[i]
-		}
-	}
-	return cred, acc, nil
-}
-
-// route returns what the request requires: its rule in the table, else the
-// fallback. path is escaped or decoded, as canonicalPath returned it.
-func (h *AuthHandler) route(method, path string, escaped bool) *access {
-	if len(h.Routes) == 0 {
-		return h.fallback
-	}
-	var acc *access
-	var ok bool
-	if escaped {
-		acc, ok = h.table.MatchEscaped(method, path)
-	} else {
-		acc, ok = h.table.Match(method, path)
-	}
-	if !ok {
-		return h.fallback
-	}
-	return acc
+	return h.decide(&h.Authenticator, r, path, escaped)
 }
 
 // Interface guards

@@ -51,14 +51,14 @@ func newBenchHandler(b *testing.B, policy storage.Policy) (*AuthHandler, string)
 		b.Fatal(err)
 	}
 
-	h := &AuthHandler{
+	h := &AuthHandler{ScopeTable: ScopeTable{
 		Routes: []RouteRule{
 			{Methods: []string{"GET"}, Path: "/v1/apps", Scope: "apps:read"},
 			{Methods: []string{"GET"}, Path: "/v1/apps/{app}", Scope: "apps:read"},
 			{Methods: []string{"POST"}, Path: "/v1/apps/{app}/runs", Scope: "apps:run"},
 			{Path: "/v1/secrets/*", Scope: "secrets"},
 		},
-	}
+	}}
 	h.app, h.tokens, h.logger = app, tokens, zap.NewNop()
 	if err := h.compile(); err != nil {
 		b.Fatal(err)

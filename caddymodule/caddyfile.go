@@ -1,8 +1,7 @@
 package caddymodule
 
 import (
-	"errors"
-	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -11,7 +10,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	edlib "github.com/hbollon/go-edlib"
 
 	"github.com/keygate/keygate/storage/token"
 )
@@ -193,58 +191,13 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			continue
 		}
+		if ok, err := h.ScopeTable.unmarshalOption(d, lines); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		switch d.Val() {
-		case "scope":
-			lines.add(d, "scope", len(h.Routes))
-			args := d.RemainingArgs()
-			var cost int64
-			if len(args) == 5 {
-				if args[3] != "cost" {
-					return d.Errf("scope: unexpected %q after the scope; did you mean cost <n>?", args[3])
-				}
-				n, err := strconv.ParseInt(args[4], 10, 64)
-				if err != nil || n < 1 {
-					return d.Errf("scope: cost %q is not a positive integer", args[4])
-				}
-				cost, args = n, args[:3]
-			}
-			if len(args) != 3 {
-				return d.Errf("scope: expected <methods> <path> <scope|public|authenticated> [cost <n>], got %d arguments", len(args))
-			}
-			rule := RouteRule{Path: args[1], Scope: args[2], Cost: cost}
-			if args[0] != "*" {
-				rule.Methods = strings.Split(args[0], ",")
-			}
-			h.Routes = append(h.Routes, rule)
-		case "default":
-			if h.Default != "" {
-				return d.Err("default: already set")
-			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			lines.add(d, "default", 0)
-			h.Default = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "allow_encoded_slash":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.AllowEncodedSlash = true
-		case "require":
-			if len(h.Require) == 0 {
-				lines.add(d, "require", 0) // "cannot be combined" points here
-			}
-			if !d.NextArg() {
-				h.Require = append(h.Require, AccessAuthenticated)
-				continue
-			}
-			for ok := true; ok; ok = d.NextArg() {
-				lines.add(d, "require", len(h.Require))
-				h.Require = append(h.Require, d.Val())
-			}
 		case "cost_header", "charge_on", "rate_limit_headers":
 			if err := h.UsageSettings.unmarshalOption(d, lines); err != nil {
 				return err
@@ -261,6 +214,68 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return lines.errorf(d, "apikey_auth", err)
 	}
 	return nil
+}
+
+// unmarshalOption reads an option of the scope table (scope, default,
+// require, allow_encoded_slash) if the dispenser is at one, and reports
+// whether it was. apikey_auth and apikey_verify share these lines.
+func (t *ScopeTable) unmarshalOption(d *caddyfile.Dispenser, lines settingLines) (bool, error) {
+	switch d.Val() {
+	case "scope":
+		lines.add(d, "scope", len(t.Routes))
+		args := d.RemainingArgs()
+		var cost int64
+		if len(args) == 5 {
+			if args[3] != "cost" {
+				return true, d.Errf("scope: unexpected %q after the scope; did you mean cost <n>?", args[3])
+			}
+			n, err := strconv.ParseInt(args[4], 10, 64)
+			if err != nil || n < 1 {
+				return true, d.Errf("scope: cost %q is not a positive integer", args[4])
+			}
+			cost, args = n, args[:3]
+		}
+		if len(args) != 3 {
+			return true, d.Errf("scope: expected <methods> <path> <scope|public|authenticated> [cost <n>], got %d arguments", len(args))
+		}
+		rule := RouteRule{Path: args[1], Scope: args[2], Cost: cost}
+		if args[0] != "*" {
+			rule.Methods = strings.Split(args[0], ",")
+		}
+		t.Routes = append(t.Routes, rule)
+	case "default":
+		if t.Default != "" {
+			return true, d.Err("default: already set")
+		}
+		if !d.NextArg() {
+			return true, d.ArgErr()
+		}
+		lines.add(d, "default", 0)
+		t.Default = d.Val()
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+	case "allow_encoded_slash":
+		if d.NextArg() {
+			return true, d.ArgErr()
+		}
+		t.AllowEncodedSlash = true
+	case "require":
+		if len(t.Require) == 0 {
+			lines.add(d, "require", 0) // "cannot be combined" points here
+		}
+		if !d.NextArg() {
+			t.Require = append(t.Require, AccessAuthenticated)
+			return true, nil
+		}
+		for ok := true; ok; ok = d.NextArg() {
+			lines.add(d, "require", len(t.Require))
+			t.Require = append(t.Require, d.Val())
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
 }
 
 // unmarshalOption reads one of the usage settings' lines:
@@ -386,58 +401,104 @@ func (g *GuardHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// unknownOption is the error for the option got, which is none of
-// options, suggesting the nearest of them when it is two edits away or
-// less.
-func unknownOption(d *caddyfile.Dispenser, where, got string, options ...string) error {
-	best, dist := "", 3
-	for _, o := range options {
-		if n := edlib.OSADamerauLevenshteinDistance(got, o); n < dist {
-			best, dist = o, n
+// parseVerifyDirective sets up the handler from the Caddyfile:
+//
+//	apikey_verify [<matcher>] {
+//		mode caddy|traefik|nginx|envoy
+//		method_header <name>
+//		uri_header <name>
+//		path_prefix <prefix>           # envoy mode
+//		identity_headers {
+//			account <name>
+//			key <name>
+//			token <name>
+//			scopes <name>
+//			account_name <name>
+//			team <name>
+//		}
+//		header, realm, scope, default, require, allow_encoded_slash   # as apikey_auth
+//	}
+func parseVerifyDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	v := new(VerifyHandler)
+	err := v.UnmarshalCaddyfile(h.Dispenser)
+	return v, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (v *VerifyHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.Errf("apikey_verify: unexpected argument %q; options go in a block", d.Val())
+	}
+	lines := settingLines{}
+	for d.NextBlock(0) {
+		if ok, err := v.Authenticator.unmarshalOption(d, lines); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if ok, err := v.ScopeTable.unmarshalOption(d, lines); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		opt := d.Val()
+		switch opt {
+		case "mode", "method_header", "uri_header", "path_prefix":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			lines.add(d, opt, 0)
+			field := map[string]*string{"mode": &v.Mode, "method_header": &v.MethodHeader, "uri_header": &v.URIHeader, "path_prefix": &v.PathPrefix}[opt]
+			if *field != "" {
+				return d.Errf("%s: already set", opt)
+			}
+			*field = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "identity_headers":
+			if err := v.IdentityHeaders.unmarshalCaddyfile(d, lines); err != nil {
+				return err
+			}
+		default:
+			return unknownOption(d, "apikey_verify", opt, "header", "realm", "scope", "default", "require", "allow_encoded_slash",
+				"mode", "method_header", "uri_header", "path_prefix", "identity_headers")
 		}
 	}
-	if best != "" {
-		return d.Errf("%s: unknown option %q; did you mean %s?", where, got, best)
+	probe := *v
+	if err := probe.compile(); err != nil {
+		return lines.errorf(d, "apikey_verify", err)
 	}
-	return d.Errf("%s: unknown option %q", where, got)
+	return nil
 }
 
-// settingError is an error in one setting of a handler's configuration,
-// found by its compile; it names the setting so that the Caddyfile parser
-// can point at the line that wrote it.
-type settingError struct {
-	setting string // the option: header, realm, scope, default, require
-	index   int    // which one, for options that repeat: header, scope, a word of require
-	err     error
-}
-
-func (e *settingError) Error() string { return e.err.Error() }
-func (e *settingError) Unwrap() error { return e.err }
-
-// settingKey names one setting, as settingError does.
-type settingKey struct {
-	setting string
-	index   int
-}
-
-// settingLines remembers the token that wrote each setting of a block.
-type settingLines map[settingKey]caddyfile.Token
-
-// add records d's current token as where the setting was written.
-func (l settingLines) add(d *caddyfile.Dispenser, setting string, index int) {
-	l[settingKey{setting, index}] = d.Token()
-}
-
-// errorf returns the compile error err of the block d has read, at the
-// line of the setting it names, else at d's token (the block's end).
-func (l settingLines) errorf(d *caddyfile.Dispenser, where string, err error) error {
-	var se *settingError
-	if errors.As(err, &se) {
-		if tok, ok := l[settingKey{se.setting, se.index}]; ok {
-			at := caddyfile.NewDispenser([]caddyfile.Token{tok})
-			at.Next()
-			d = at
+// unmarshalCaddyfile reads the identity_headers block.
+func (ih *IdentityHeaders) unmarshalCaddyfile(d *caddyfile.Dispenser, lines settingLines) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	fields := ih.fields()
+	options := make([]string, numIdentity)
+	for i, o := range identityOptions {
+		options[i] = o.option
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		i := slices.Index(options, opt)
+		if i < 0 {
+			return unknownOption(d, "identity_headers", opt, options...)
+		}
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		lines.add(d, "identity_headers", i)
+		*fields[i] = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
 		}
 	}
-	return d.WrapErr(fmt.Errorf("%s: %w", where, err))
+	return nil
 }

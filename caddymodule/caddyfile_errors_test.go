@@ -109,10 +109,10 @@ func TestCaddyfileNearKeywordScopes(t *testing.T) {
 // (written by hand, or adapted by an older Keygate) is refused too.
 func TestTypoRefusedInJSON(t *testing.T) {
 	for _, h := range []AuthHandler{
-		{Default: "pubic"},
-		{Routes: []RouteRule{{Path: "/a", Scope: "denyy"}}},
-		{Routes: []RouteRule{{Methods: []string{"GTE"}, Path: "/a", Scope: "x"}}},
-		{Require: []string{"authenticatd"}},
+		{ScopeTable: ScopeTable{Default: "pubic"}},
+		{ScopeTable: ScopeTable{Routes: []RouteRule{{Path: "/a", Scope: "denyy"}}}},
+		{ScopeTable: ScopeTable{Routes: []RouteRule{{Methods: []string{"GTE"}, Path: "/a", Scope: "x"}}}},
+		{ScopeTable: ScopeTable{Require: []string{"authenticatd"}}},
 	} {
 		if err := h.compile(); err == nil || !strings.Contains(err.Error(), "did you mean") {
 			t.Errorf("%s: compile error %v, want a typo", exported(h), err)

@@ -32,37 +32,39 @@ func TestAuthCaddyfile(t *testing.T) {
 			default deny
 		}`, AuthHandler{
 			Authenticator: Authenticator{Headers: []string{"X-API-Key", "Authorization"}, Realm: "Example API"},
-			Routes: []RouteRule{
-				{Methods: []string{"GET"}, Path: "/v1/apps", Scope: "apps:read"},
-				{Methods: []string{"GET", "POST"}, Path: "/v1/apps/{app}", Scope: "apps"},
-				{Path: "/v1/secrets/*", Scope: "secrets"},
-				{Methods: []string{"GET"}, Path: "/healthz", Scope: "public"},
-				{Methods: []string{"GET"}, Path: "/v1/me", Scope: "authenticated"},
+			ScopeTable: ScopeTable{
+				Routes: []RouteRule{
+					{Methods: []string{"GET"}, Path: "/v1/apps", Scope: "apps:read"},
+					{Methods: []string{"GET", "POST"}, Path: "/v1/apps/{app}", Scope: "apps"},
+					{Path: "/v1/secrets/*", Scope: "secrets"},
+					{Methods: []string{"GET"}, Path: "/healthz", Scope: "public"},
+					{Methods: []string{"GET"}, Path: "/v1/me", Scope: "authenticated"},
+				},
+				Default: "deny",
 			},
-			Default: "deny",
 		}},
 		{"default scope", `apikey_auth {
 			scope GET /a x
 			default apps:read
-		}`, AuthHandler{Routes: []RouteRule{{Methods: []string{"GET"}, Path: "/a", Scope: "x"}}, Default: "apps:read"}},
+		}`, AuthHandler{ScopeTable: ScopeTable{Routes: []RouteRule{{Methods: []string{"GET"}, Path: "/a", Scope: "x"}}, Default: "apps:read"}}},
 		{"default authenticated", `apikey_auth {
 			default authenticated
-		}`, AuthHandler{Default: "authenticated"}},
+		}`, AuthHandler{ScopeTable: ScopeTable{Default: "authenticated"}}},
 		{"require", `apikey_auth {
 			require apps:run runs
-		}`, AuthHandler{Require: []string{"apps:run", "runs"}}},
+		}`, AuthHandler{ScopeTable: ScopeTable{Require: []string{"apps:run", "runs"}}}},
 		{"require nothing", `apikey_auth {
 			require
-		}`, AuthHandler{Require: []string{"authenticated"}}},
+		}`, AuthHandler{ScopeTable: ScopeTable{Require: []string{"authenticated"}}}},
 		{"same shape other methods", `apikey_auth {
 			scope GET /a/{x} r
 			scope POST /a/{y} w
 			scope * /a/{z} all
-		}`, AuthHandler{Routes: []RouteRule{
+		}`, AuthHandler{ScopeTable: ScopeTable{Routes: []RouteRule{
 			{Methods: []string{"GET"}, Path: "/a/{x}", Scope: "r"},
 			{Methods: []string{"POST"}, Path: "/a/{y}", Scope: "w"},
 			{Path: "/a/{z}", Scope: "all"},
-		}}},
+		}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -147,7 +147,7 @@ func (h *AuthHandler) serveMatched(w http.ResponseWriter, r *http.Request, next 
 	if !match {
 		return next.ServeHTTP(w, r)
 	}
-	cred, acc, denied := h.decide(r, path, escaped)
+	cred, acc, denied := h.decide(&h.Authenticator, r, path, escaped)
 	return h.serve(w, r, next, cred, acc, denied)
 }
 

@@ -104,7 +104,7 @@ func TestGuardCaddyfile(t *testing.T) {
 // matchers read the canonical method and path: "post" is POST to a method
 // matcher, x%2F..%2F..%2Fb never reaches a path matcher.
 func TestAuthMatchReadsCanonicalRequest(t *testing.T) {
-	h := &AuthHandler{Require: []string{"apps:write"}, matchers: caddyhttp.MatcherSets{
+	h := &AuthHandler{ScopeTable: ScopeTable{Require: []string{"apps:write"}}, matchers: caddyhttp.MatcherSets{
 		{caddyhttp.MatchMethod{"POST", "DELETE"}},
 		{caddyhttp.MatchPath{"/v1/apps/*"}},
 	}}
@@ -169,7 +169,7 @@ func BenchmarkGuard(b *testing.B) {
 // request its matcher does not match: the method and path made canonical,
 // then the path matcher.
 func BenchmarkAuthUnmatched(b *testing.B) {
-	h := &AuthHandler{Require: []string{"apps:read"}, matchers: caddyhttp.MatcherSets{{caddyhttp.MatchPath{"/v1/apps/*"}}}}
+	h := &AuthHandler{ScopeTable: ScopeTable{Require: []string{"apps:read"}}, matchers: caddyhttp.MatcherSets{{caddyhttp.MatchPath{"/v1/apps/*"}}}}
 	if err := h.compile(); err != nil {
 		b.Fatal(err)
 	}

@@ -100,6 +100,8 @@ func credentialHeaders(srv *caddyhttp.Server) []string {
 				switch h := h.(type) {
 				case *AuthHandler:
 					headers = appendNew(headers, h.sources...)
+				case *VerifyHandler:
+					headers = appendNew(headers, h.sources...)
 				case *AdminHandler:
 					headers = appendNew(headers, h.Auth.sources...)
 				case *caddyhttp.Subroute:

@@ -21,7 +21,7 @@ var metrics = struct {
 }{
 	decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "apikeys", Name: "decisions_total",
-		Help: "Requests decided by apikey_auth and apikey_admin, by result.",
+		Help: "Requests decided by apikey_auth, apikey_verify and apikey_admin, by result.",
 	}, []string{"result"}),
 	storeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "apikeys", Name: "store_query_duration_seconds",

@@ -134,10 +134,10 @@ func TestCanonicalRequestAllocations(t *testing.T) {
 // and the credential is stripped; the method goes on upper-cased.
 func TestAuthorizeRefusesPathFamily(t *testing.T) {
 	for _, h := range []*AuthHandler{
-		{Routes: []RouteRule{{Path: "/*", Scope: AccessPublic}}},
-		{Routes: []RouteRule{{Path: "/v1/*", Scope: "apps"}}, Default: AccessAuthenticated},
-		{Require: []string{"apps"}},
-		{Default: AccessPublic},
+		{ScopeTable: ScopeTable{Routes: []RouteRule{{Path: "/*", Scope: AccessPublic}}}},
+		{ScopeTable: ScopeTable{Routes: []RouteRule{{Path: "/v1/*", Scope: "apps"}}, Default: AccessAuthenticated}},
+		{ScopeTable: ScopeTable{Require: []string{"apps"}}},
+		{ScopeTable: ScopeTable{Default: AccessPublic}},
 		{},
 	} {
 		if err := h.compile(); err != nil {
@@ -171,7 +171,7 @@ func TestAuthorizeRefusesPathFamily(t *testing.T) {
 	}
 	// A method that is not a token (HTTP/2 passes :method on unchecked) is
 	// a 400 too, on a public route as well.
-	pub := &AuthHandler{Default: AccessPublic}
+	pub := &AuthHandler{ScopeTable: ScopeTable{Default: AccessPublic}}
 	if err := pub.compile(); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestAuthorizeRefusesPathFamily(t *testing.T) {
 	}
 
 	// A public route: passes, with the canonical method and path.
-	h := &AuthHandler{Routes: []RouteRule{{Methods: []string{"POST"}, Path: "/v1/*", Scope: AccessPublic}}}
+	h := &AuthHandler{ScopeTable: ScopeTable{Routes: []RouteRule{{Methods: []string{"POST"}, Path: "/v1/*", Scope: AccessPublic}}}}
 	if err := h.compile(); err != nil {
 		t.Fatal(err)
 	}

@@ -61,26 +61,44 @@ func challenge(realm string, params ...string) string {
 }
 
 // serve answers the denial. When the server has handle_errors routes, it
-// returns a caddyhttp.HandlerError instead, so those routes can render it;
+// returns a caddyhttp.Error instead, so those routes can render it;
 // the challenge headers are set either way.
 func (d *denial) serve(w http.ResponseWriter, r *http.Request) error {
 	d.result.Inc()
-	h := w.Header()
+	d.setHeaders(w.Header())
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok &&
+		srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		return caddyhttp.Error(d.status, d.err)
+	}
+	d.write(w)
+	return nil
+}
+
+// answer answers the denial as it is, whatever handle_errors routes the
+// server has: for a proxy that reads it (apikey_verify).
+func (d *denial) answer(w http.ResponseWriter) {
+	d.result.Inc()
+	d.setHeaders(w.Header())
+	d.write(w)
+}
+
+// setHeaders sets the denial's challenge and Retry-After.
+func (d *denial) setHeaders(h http.Header) {
 	if d.wwwAuthenticate != nil {
 		h["Www-Authenticate"] = d.wwwAuthenticate
 	}
 	if d.retryAfter != nil {
 		h["Retry-After"] = d.retryAfter
 	}
-	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok &&
-		srv.Errors != nil && len(srv.Errors.Routes) > 0 {
-		return caddyhttp.Error(d.status, d.err)
-	}
+}
+
+// write writes the status and the JSON body.
+func (d *denial) write(w http.ResponseWriter) {
+	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Cache-Control"] = noStore
 	w.WriteHeader(d.status)
 	_, _ = w.Write(d.body) // a client gone away is not the handler's error
-	return nil
 }
 
 var noStore = []string{"no-store"}

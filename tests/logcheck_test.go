@@ -102,7 +102,7 @@ const (
 )
 
 // TestLogCheckWarnsUnredactedLogs: Caddy copies each request for its logs
-// before any handler runs, so a server running apikey_auth or apikey_admin
+// before any handler runs, so a server running apikey_auth, apikey_verify or apikey_admin
 // whose access log, or whose error log (Caddy's default log, which prints
 // the request of a failed upstream), has no filter for the credential
 // headers would log every key. Keygate says so once per such server at
@@ -116,13 +116,16 @@ func TestLogCheckWarnsUnredactedLogs(t *testing.T) {
 		"nolog": "\tapikey_auth\n",
 		// The admin handler reads keys too, here under a matcher.
 		"admin": "\tlog\n\thandle /keys* {\n\t\tapikey_admin\n\t}\n",
+		// The verifier reads the keys a proxy passes on.
+		"verify": "\tlog\n\thandle /verify {\n\t\tapikey_verify {\n\t\t\tmode nginx\n\t\t}\n\t}\n",
 		// Not Keygate's: no warning, whatever its logs.
 		"other": "\tlog\n",
 	})
 	for server, loggers := range map[string][]string{
-		"plain": {"http.log.access", "http.log.error"},
-		"nolog": {"http.log.error"},
-		"admin": {"http.log.access", "http.log.error"},
+		"plain":  {"http.log.access", "http.log.error"},
+		"nolog":  {"http.log.error"},
+		"admin":  {"http.log.access", "http.log.error"},
+		"verify": {"http.log.access", "http.log.error"},
 	} {
 		lines := logWarnings(out, server)
 		if len(lines) != 1 {

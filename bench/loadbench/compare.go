@@ -172,6 +172,9 @@ func (b *bench) wrk(s site, d time.Duration, env []string) (wrkResult, error) {
 	if s.name == "forward_auth" {
 		cpu = append(cpu, b.auth.Process.Pid)
 	}
+	if pids, ok := b.pids[s.name]; ok {
+		cpu = pids
+	}
 	before, err := cpuTime(cpu)
 	if err != nil {
 		return wrkResult{}, err

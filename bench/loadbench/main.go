@@ -4,7 +4,9 @@
 // by wrk in alternating rounds, with Caddy pinned to one CPU and wrk and
 // the upstream to the other. With -scale it measures the cache's memory per
 // key at 100,000 keys, the bound max_entries puts on it, and throughput
-// with 10,000 distinct active keys against one key.
+// with 10,000 distinct active keys against one key. With -nginx it
+// compares nginx's auth_request to apikey_verify with nginx's auth_request
+// to the minimal Go service (bench/authsvc).
 //
 // Run it from the repository root: go run ./bench/loadbench (see
 // bench/README.md). It needs wrk and taskset on PATH.
@@ -50,6 +52,7 @@ type options struct {
 	activeKeys  int
 	bounded     int
 	keep        bool
+	nginx       bool
 }
 
 func main() {
@@ -64,6 +67,7 @@ func main() {
 	flag.IntVar(&o.activeKeys, "active", 10_000, "distinct active keys for the throughput figure (-scale)")
 	flag.IntVar(&o.bounded, "bounded", 10_000, "max_entries for the bounded-memory figure (-scale)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.BoolVar(&o.nginx, "nginx", false, "compare nginx auth_request to apikey_verify with nginx auth_request to authsvc")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if err := run(o); err != nil {
@@ -98,6 +102,9 @@ func run(o options) error {
 	if o.scale {
 		return b.scale()
 	}
+	if o.nginx {
+		return b.compareNginx()
+	}
 	return b.compare()
 }
 
@@ -111,6 +118,11 @@ type bench struct {
 	env   []string
 	admin string
 	ports map[string]string
+	// upstream and authsvc are their listen addresses.
+	upstream, authsvc string
+	// pids are the processes whose CPU time a site's figure counts, when
+	// not Caddy's (and authsvc's for forward_auth).
+	pids map[string][]int
 	// client touches tokens; one for the run, so the connections of a
 	// memory baseline are the ones of the measurement.
 	client *http.Client
@@ -172,12 +184,13 @@ func (b *bench) stopAll() {
 // (on Caddy's CPU: its work is the auth step's cost) and sets the
 // environment Caddy's config reads.
 func (b *bench) startServers(keysFile string) error {
-	ports, err := freePorts(7)
+	ports, err := freePorts(8)
 	if err != nil {
 		return err
 	}
 	b.ports = map[string]string{
 		"bare": ports[0], "apikey_auth": ports[1], "forward_auth": ports[2], "basic_auth": ports[3],
+		"verify": ports[7],
 	}
 	b.admin = "localhost:" + ports[6]
 	upstream, authsvc := "127.0.0.1:"+ports[4], "127.0.0.1:"+ports[5]
@@ -196,8 +209,9 @@ func (b *bench) startServers(keysFile string) error {
 		"BENCH_UPSTREAM=" + upstream, "BENCH_AUTHSVC=" + authsvc,
 		"BENCH_PORT_BARE=" + ports[0], "BENCH_PORT_APIKEY=" + ports[1],
 		"BENCH_PORT_FORWARD=" + ports[2], "BENCH_PORT_BASIC=" + ports[3],
-		"BENCH_BCRYPT=" + string(hash),
+		"BENCH_BCRYPT=" + string(hash), "BENCH_PORT_VERIFY=" + ports[7],
 	}
+	b.upstream, b.authsvc = upstream, authsvc
 	for _, addr := range []string{upstream, authsvc} {
 		if err := waitListening(addr); err != nil {
 			return err
