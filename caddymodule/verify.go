@@ -269,12 +269,23 @@ func (v *VerifyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ cadd
 	// Usage policies (usage.go) go here, between the decision and the
 	// answer, as AuthHandler.serve runs them: a refusal of theirs is
 	// answered through v.proxyWriter(w) as refuse does, so nginx mode
-	// carries its status as it carries the 400s and 503s. Until then a
-	// key's limits, credits and allowed_ips are not applied here.
+	// carries its status as it carries the 400s and 503s. Until they are
+	// applied here, a key with a policy is refused rather than let
+	// through unmetered: an allowlist or a limit must never be a no-op.
+	if cred != nil && cred.limited {
+		v.refuse(w, policyNotApplied)
+		return nil
+	}
 	admit(r, cred)
 	v.allow(w, cred)
 	return nil
 }
+
+// policyNotApplied refuses, on apikey_verify, a key that has a usage
+// policy (limits, credits, allowed_ips), which this handler does not
+// apply yet.
+var policyNotApplied = newDenial(resultForbidden, http.StatusForbidden, "forbidden",
+	"this API key has usage limits, which apikey_verify does not apply yet; use apikey_auth for it", "", nil)
 
 // authorize reads the original request the check request describes,
 // makes its method and path canonical and decides on it, as
