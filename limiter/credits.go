@@ -48,12 +48,21 @@ type credits struct {
 	// from the next lease of the same epoch, so the charge is exact
 	// without the balance ever going below zero.
 	debt atomic.Int64
+	// waiting is the cost of the requests waiting for a lease: the
+	// demand in hand, which the next lease covers.
+	waiting atomic.Int64
 
-	mu            sync.Mutex
-	dead          bool                // forgotten or returned: look again
-	lease         storage.CreditLease // the last lease, for its epoch
-	leased        bool
-	failed        bool          // the last lease failed
+	mu     sync.Mutex
+	dead   bool                // forgotten or returned: look again
+	lease  storage.CreditLease // the last lease, for its epoch
+	leased bool
+	failed bool // the last lease failed
+	// empty: the store's last answer said the balance is spent. Requests
+	// the node cannot cover are refused at once (429) until a refill is
+	// due or a change notice (Forget) replaces this state; the store is
+	// asked again in the background every EmptyRecheck, in case credits
+	// came back unannounced (another node returning its lease).
+	empty         bool
 	wait          chan struct{} // closed when the lease under way ends
 	blockedReason Reason
 	want          int64   // the size of the last lease asked for
@@ -213,9 +222,17 @@ func (l *Limiter) keyCredits(keyID string, now int64) *credits {
 	}
 }
 
-// takeSlow waits for a lease to cover q.Cost, at most Options.MaxWait.
+// takeSlow waits for a lease to cover q.Cost (at most maxWait), unless
+// the store's last answer said the balance is spent: then it refuses at
+// once.
 func (l *Limiter) takeSlow(ctx context.Context, q *Query, now int64) (*credits, uint32, Reason) {
 	var timeout <-chan time.Time
+	var counted *credits // the state whose waiting counts this request
+	defer func() {
+		if counted != nil {
+			counted.waiting.Add(-q.Cost)
+		}
+	}()
 	for {
 		c := l.keyCredits(q.KeyID, now)
 		if gen, ok := c.take(q.Cost, now); ok {
@@ -224,12 +241,25 @@ func (l *Limiter) takeSlow(ctx context.Context, q *Query, now int64) (*credits, 
 		c.mu.Lock()
 		dead, reason := c.dead, c.blockedReason
 		blocked := c.wait == nil && now < c.blockedUntil.Load()
+		empty := c.empty && !c.refillDue(now)
 		c.mu.Unlock()
 		switch {
 		case dead:
 			continue
+		case empty:
+			if !c.refilling.Load() && now >= c.blockedUntil.Load() {
+				l.startRefill(c, 0, now) // the recheck; nobody waits for it
+			}
+			return c, 0, ReasonCredits
 		case blocked:
 			return c, 0, reason
+		}
+		if counted != c {
+			if counted != nil {
+				counted.waiting.Add(-q.Cost)
+			}
+			c.waiting.Add(q.Cost)
+			counted = c
 		}
 		ch := l.startRefill(c, q.Cost, now)
 		if ch == nil {
@@ -240,7 +270,7 @@ func (l *Limiter) takeSlow(ctx context.Context, q *Query, now int64) (*credits, 
 			continue // blocked or forgotten meanwhile
 		}
 		if timeout == nil {
-			timeout = l.clock.After(l.opt.MaxWait)
+			timeout = l.clock.After(c.maxWait())
 		}
 		select {
 		case <-ch:
@@ -251,6 +281,27 @@ func (l *Limiter) takeSlow(ctx context.Context, q *Query, now int64) (*credits, 
 			return c, 0, c.waitReason()
 		}
 	}
+}
+
+// maxWait is how long a request may wait for leases: MaxWait when the
+// key's last lease failed (the store is failing: answer 503 soon), and
+// LeaseTimeout while the store answers, as a cache miss waits for its
+// lookup: a lease under way ends by then, granted or failed, so a slow
+// but healthy store delays a request instead of refusing it.
+func (c *credits) maxWait() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failed {
+		return c.l.opt.MaxWait
+	}
+	return c.l.opt.LeaseTimeout
+}
+
+// refillDue reports whether the key's next refill is due, so that the
+// store would grant a new epoch's credits.
+func (c *credits) refillDue(now int64) bool {
+	nr := c.nextRefill.Load()
+	return nr != 0 && now >= nr
 }
 
 // waitReason is why a request that waited in vain is refused: the store
@@ -293,7 +344,9 @@ func (l *Limiter) startRefill(c *credits, need int64, now int64) chan struct{} {
 
 // nextWant sizes the next lease: about LeaseSpan of the recent spend,
 // within MinLease and MaxLease, at most a quarter of the store's balance
-// (so that nodes share what is left), and never below need.
+// (so that nodes share what is left), but never less than the demand in
+// hand (need, and the requests waiting, up to MaxLease): a lease that
+// leaves requests waiting makes them wait for another round trip.
 func (c *credits) nextWant(need int64, now int64) int64 {
 	o := &c.l.opt
 	if c.grantedAt != 0 {
@@ -313,7 +366,7 @@ func (c *credits) nextWant(need int64, now int64) int64 {
 	if c.leased {
 		want = min(want, max((c.storeRemaining.Load()+3)/4, 1))
 	}
-	want = max(want, need)
+	want = max(want, need, min(c.waiting.Load()+c.debt.Load(), o.MaxLease))
 	c.want = want
 	return want
 }
@@ -392,8 +445,10 @@ func (c *credits) apply(lease storage.CreditLease, now int64) {
 		}
 		c.blockedReason = ReasonCredits
 		c.blockedUntil.Store(until)
+		c.empty = true
 	} else {
 		c.blockedUntil.Store(0)
+		c.empty = false
 	}
 	c.grantedAt = now
 	c.availAfter = availOf(c.word.Load())

@@ -223,17 +223,20 @@ func TestCreditsLeaseAdapts(t *testing.T) {
 	}
 }
 
-// Empty local credits: the request waits for the lease under way, and is
-// refused 503 when the store does not answer within MaxWait.
+// Empty local credits: the request waits for the lease under way. While
+// the store answers, a slow lease delays the request past MaxWait instead
+// of refusing it, up to LeaseTimeout, then 503; once a lease failed, a
+// request waits at most MaxWait for the next.
 func TestCreditsWaitForLease(t *testing.T) {
+	const leaseTimeout = time.Hour // on the manual clock; real time never cuts it
 	clk := newClock()
 	st := newStore()
 	st.setBalance("key_a", balance{remaining: 100})
 	st.leaseGate = make(chan struct{})
 	st.leasing = make(chan string, 10)
-	l := newTestLimiter(t, st, clk, Options{MaxLease: 1})
+	l := newTestLimiter(t, st, clk, Options{MaxLease: 1, LeaseTimeout: leaseTimeout})
 	answer := func() { <-st.leasing; st.leaseGate <- struct{}{} }
-	got := make(chan Decision)
+	got := make(chan Decision, 1)
 	go func() { got <- l.Allow(ctx, creditQuery("key_a", 1)) }()
 	<-st.leasing
 	waitTimer(t, clk, 1) // the request waits
@@ -246,11 +249,20 @@ func TestCreditsWaitForLease(t *testing.T) {
 	if d := l.Allow(ctx, creditQuery("key_a", 1)); !d.Allowed() {
 		t.Fatalf("with a credit held: %v", d.Reason)
 	}
-	// Spent again, and the refill it started hangs past MaxWait.
+	// Spent again, and the refill it started is slow: past MaxWait the
+	// request still waits, since the store answered the last lease.
 	<-st.leasing
 	go func() { got <- l.Allow(ctx, creditQuery("key_a", 1)) }()
 	waitTimer(t, clk, 2)
 	clk.Advance(50 * time.Millisecond)
+	time.Sleep(10 * time.Millisecond)
+	select {
+	case d := <-got:
+		t.Fatalf("a slow lease of a store that answers: %v after MaxWait, want the request to wait", d.Reason)
+	default:
+	}
+	// It hangs: refused 503 at LeaseTimeout.
+	clk.Advance(leaseTimeout)
 	if d := <-got; d.Reason != ReasonUnavailable || d.RetryAfter != time.Second {
 		t.Fatalf("store hanging: %v RetryAfter %v, want unavailable with Retry-After 1s", d.Reason, d.RetryAfter)
 	}
@@ -260,6 +272,24 @@ func TestCreditsWaitForLease(t *testing.T) {
 		t.Fatalf("after the late lease landed: %v", d.Reason)
 	}
 	answer()
+	waitLeases(l)
+	// The store fails a lease; after RetryBackoff the next one hangs: the
+	// request waits MaxWait only.
+	st.setDown(true)
+	l.Allow(ctx, creditQuery("key_a", 1)) // spends the held credit, leases in vain
+	answer()
+	waitLeases(l)
+	st.setDown(false)
+	clk.Advance(time.Second) // RetryBackoff
+	timers := clk.Timers()
+	go func() { got <- l.Allow(ctx, creditQuery("key_a", 1)) }()
+	<-st.leasing
+	waitTimer(t, clk, timers+1)
+	clk.Advance(50 * time.Millisecond)
+	if d := <-got; d.Reason != ReasonUnavailable {
+		t.Fatalf("after a failed lease, the next hanging past MaxWait: %v, want unavailable", d.Reason)
+	}
+	st.leaseGate <- struct{}{}
 	waitLeases(l)
 }
 

@@ -121,9 +121,13 @@ type Options struct {
 	LeaseSpan time.Duration
 	MinLease  int64
 	MaxLease  int64
-	// MaxWait bounds how long a request waits for a lease when the key's
-	// local credits are spent (default 50 ms; the request's context may
-	// cut it shorter).
+	// MaxWait bounds how long a request whose key's local credits are
+	// spent waits for a lease while the store is failing, that is when
+	// the key's last lease failed (default 50 ms). While the store
+	// answers, a request waits for the lease under way, at most
+	// LeaseTimeout, as a cache miss waits for its lookup; a key the store
+	// said is spent is refused at once. The request's context may cut
+	// either shorter.
 	MaxWait time.Duration
 	// LeaseIdle returns a key's unused credits after it has not been used
 	// for this long (default 30 s).
@@ -253,7 +257,8 @@ const (
 	// ReasonCredits: the key's credits are spent (429 usage_exceeded).
 	ReasonCredits
 	// ReasonUnavailable: the key's local credits are spent and the store
-	// could not lease more (503 unavailable).
+	// failed to lease more, or did not answer within LeaseTimeout (503
+	// unavailable).
 	ReasonUnavailable
 )
 
@@ -347,7 +352,7 @@ func (d *Decision) resetWindows() {
 // of its account has room and the key's credits cover q.Cost. When it
 // passes, every window counts it and the cost is reserved in
 // d.Reservation. When the key's local credits are spent, Allow waits for a
-// lease at most Options.MaxWait or until ctx ends.
+// lease (see Options.MaxWait) or until ctx ends.
 func (l *Limiter) Allow(ctx context.Context, q *Query) (d Decision) {
 	credits := q.Credits && q.Cost > 0
 	if len(q.KeyLimits) == 0 && len(q.AccountLimits) == 0 && !credits {
