@@ -5,6 +5,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/keygate/keygate/limiter"
 	"github.com/keygate/keygate/storage"
 )
 
@@ -23,9 +24,11 @@ type verified struct {
 	storage.Credential
 	vars caddy.ReplacerFunc
 	// limited is set when a usage policy applies (usage.go), ratePolicy
-	// to its RateLimit-Policy value when it has rate windows.
+	// to its RateLimit-Policy value when it has rate windows, rateFormat
+	// to the fixed parts of its RateLimit value.
 	limited    bool
 	ratePolicy string
+	rateFormat limiter.RateLimitFormat
 }
 
 // decorateCredential makes what the cache keeps of a credential.
@@ -39,7 +42,8 @@ func decorateCredential(c *storage.Credential) *verified {
 		scopes:      c.JoinedScopes,
 		limited:     limitedPolicy(c),
 	}
-	return &verified{Credential: *c, vars: v.lookup, limited: v.limited, ratePolicy: ratePolicy(c)}
+	return &verified{Credential: *c, vars: v.lookup, limited: v.limited, ratePolicy: ratePolicy(c),
+		rateFormat: limiter.NewRateLimitFormat(c.KeyPolicy.Limits, c.AccountPolicy.Limits)}
 }
 
 // lookup serves {http.auth.user.id} (the account id, as Caddy's own

@@ -114,7 +114,7 @@ func (u *UsageSettings) serveLimited(w http.ResponseWriter, r *http.Request, nex
 	d := lim.Allow(r.Context(), &q)
 	switch d.Reason {
 	case limiter.ReasonRateLimited:
-		return serveRateLimited(w, r, &d, cred.ratePolicy)
+		return serveRateLimited(w, r, &d, cred)
 	case limiter.ReasonCredits:
 		return serveCreditsSpent(w, r, &d)
 	case limiter.ReasonUnavailable:
@@ -122,7 +122,7 @@ func (u *UsageSettings) serveLimited(w http.ResponseWriter, r *http.Request, nex
 	}
 	lr := new(limitedRequest) // the one allocation of a passing request but its RateLimit value
 	if u.headers {
-		lr.setRateLimitHeaders(w.Header(), &d, cred.ratePolicy)
+		lr.setRateLimitHeaders(w.Header(), &d, cred)
 	}
 	admit(r, cred)
 	lr.setUsagePlaceholders(r, &d)
@@ -143,14 +143,14 @@ func (u *UsageSettings) serveLimited(w http.ResponseWriter, r *http.Request, nex
 
 // setRateLimitHeaders sets the RateLimit-Policy and RateLimit fields
 // (draft-ietf-httpapi-ratelimit-headers) of d's windows, if any. policy is
-// the credential's RateLimit-Policy value, formatted once (ratePolicy);
-// both fields share one array.
-func (lr *limitedRequest) setRateLimitHeaders(h http.Header, d *limiter.Decision, policy string) {
+// formatted once per credential (ratePolicy), as are the fixed parts of
+// RateLimit (rateFormat); both fields share one array.
+func (lr *limitedRequest) setRateLimitHeaders(h http.Header, d *limiter.Decision, cred *verified) {
 	if len(d.Windows()) == 0 {
 		return
 	}
 	var buf [128]byte
-	lr.fields = [2]string{policy, string(limiter.AppendRateLimit(buf[:0], d))}
+	lr.fields = [2]string{cred.ratePolicy, string(cred.rateFormat.Append(buf[:0], d))}
 	h["Ratelimit-Policy"] = lr.fields[0:1:1]
 	h["Ratelimit"] = lr.fields[1:2:2]
 }
@@ -214,12 +214,12 @@ func (lr *limitedRequest) setUsagePlaceholders(r *http.Request, d *limiter.Decis
 
 // serveRateLimited answers 429 rate_limited, naming the window that is
 // full as the RateLimit fields name it.
-func serveRateLimited(w http.ResponseWriter, r *http.Request, d *limiter.Decision, policy string) error {
+func serveRateLimited(w http.ResponseWriter, r *http.Request, d *limiter.Decision, cred *verified) error {
 	name := d.Window
 	if d.WindowAccount {
 		name = limiter.AccountPrefix + name
 	}
-	new(limitedRequest).setRateLimitHeaders(w.Header(), d, policy)
+	new(limitedRequest).setRateLimitHeaders(w.Header(), d, cred)
 	// Window names are [a-z0-9_-] (storage.checkPolicy): nothing to escape.
 	body := []byte(`{"error":"rate_limited","message":"the rate limit ` + name + ` is reached; retry later","limit":"` + name + `"}` + "\n")
 	return serveDynamic(w, r, resultRateLimited, http.StatusTooManyRequests, d, body, "rate_limited: "+name)

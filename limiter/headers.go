@@ -84,6 +84,51 @@ func AppendRateLimit(dst []byte, d *Decision) []byte {
 	return dst
 }
 
+// RateLimitFormat formats the RateLimit field of one key's and its
+// account's windows, with each item's name and parameter key made once
+// (NewRateLimitFormat) so that a request formats only its two numbers.
+// The zero value formats as AppendRateLimit does.
+type RateLimitFormat struct {
+	prefixes []string // `"name";r=` per window, in Decision.Windows order
+}
+
+// NewRateLimitFormat prepares the RateLimit field of the windows a
+// decision on keyLimits and accountLimits reports (windows of no length
+// are never decided on, so they are left out).
+func NewRateLimitFormat(keyLimits, accountLimits []storage.Window) RateLimitFormat {
+	var f RateLimitFormat
+	for i, limits := range [2][]storage.Window{keyLimits, accountLimits} {
+		for _, w := range limits {
+			if w.Length <= 0 {
+				continue
+			}
+			ws := WindowStatus{Name: w.Name, Account: i == 1}
+			f.prefixes = append(f.prefixes, string(append(appendName(nil, &ws), ";r="...)))
+		}
+	}
+	return f
+}
+
+// Append appends the RateLimit field value for d, a decision on the
+// windows f was made for, to dst; for other windows it appends what
+// AppendRateLimit does.
+func (f *RateLimitFormat) Append(dst []byte, d *Decision) []byte {
+	ws := d.Windows()
+	if len(ws) != len(f.prefixes) {
+		return AppendRateLimit(dst, d)
+	}
+	for i := range ws {
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, f.prefixes[i]...)
+		dst = appendInt(dst, ws[i].Remaining)
+		dst = append(dst, ";t="...)
+		dst = appendInt(dst, Seconds(ws[i].Reset))
+	}
+	return dst
+}
+
 // AppendRetryAfter appends the Retry-After field value (delay-seconds) for
 // d, or nothing when d has no retry time.
 func AppendRetryAfter(dst []byte, d *Decision) []byte {

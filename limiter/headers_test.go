@@ -24,6 +24,10 @@ func TestHeaderFields(t *testing.T) {
 		`"burst";r=19;t=1, "day";r=9999;t=86390, "account.odd \"name\"\\??";r=4;t=1`; got != want {
 		t.Errorf("RateLimit:\n got %s\nwant %s", got, want)
 	}
+	f := NewRateLimitFormat(q.KeyLimits, q.AccountLimits)
+	if got, want := string(f.Append(nil, &d)), string(AppendRateLimit(nil, &d)); got != want {
+		t.Errorf("RateLimitFormat.Append:\n got %s\nwant %s", got, want)
+	}
 	if got := string(AppendRetryAfter(nil, &d)); got != "" {
 		t.Errorf("Retry-After %q on an allowed request", got)
 	}
@@ -54,6 +58,7 @@ func TestHeaderFields(t *testing.T) {
 		buf = AppendPolicy(buf[:0], &d)
 		buf = AppendRateLimit(buf[:0], &d)
 		buf = AppendRetryAfter(buf[:0], &d)
+		buf = f.Append(buf[:0], &d)
 	}); n != 0 {
 		t.Errorf("formatting allocates %v times", n)
 	}

@@ -78,7 +78,13 @@ type Clock interface {
 // since; the sync loop takes a fresh reading every iteration, so a step of
 // the wall clock shows within one sync interval.
 type systemClock struct {
-	base atomic.Pointer[time.Time]
+	base atomic.Pointer[clockBase]
+}
+
+// clockBase is a wall clock reading and its unix nanoseconds.
+type clockBase struct {
+	at   time.Time
+	unix int64
 }
 
 func newSystemClock() *systemClock {
@@ -89,12 +95,18 @@ func newSystemClock() *systemClock {
 
 func (c *systemClock) rebase() {
 	now := time.Now()
-	c.base.Store(&now)
+	c.base.Store(&clockBase{at: now, unix: now.UnixNano()})
 }
 
 func (c *systemClock) Now() time.Time {
 	b := c.base.Load()
-	return b.Add(time.Since(*b))
+	return b.at.Add(time.Since(b.at))
+}
+
+// unixNano is Now().UnixNano() without making a time.Time.
+func (c *systemClock) unixNano() int64 {
+	b := c.base.Load()
+	return b.unix + int64(time.Since(b.at))
 }
 
 func (c *systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
@@ -223,7 +235,7 @@ func New(store Store, opt Options) *Limiter {
 // now is the clock's time in unix nanoseconds.
 func (l *Limiter) now() int64 {
 	if l.sys != nil {
-		return l.sys.Now().UnixNano()
+		return l.sys.unixNano()
 	}
 	return l.clock.Now().UnixNano()
 }
