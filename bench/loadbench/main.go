@@ -6,7 +6,8 @@
 // key at 100,000 keys, the bound max_entries puts on it, and throughput
 // with 10,000 distinct active keys against one key. With -nginx it
 // compares nginx's auth_request to apikey_verify with nginx's auth_request
-// to the minimal Go service (bench/authsvc).
+// to the minimal Go service (bench/authsvc). With -flood it measures other
+// keys' latency with and without one key flooded at 20 times its limit.
 //
 // Run it from the repository root: go run ./bench/loadbench (see
 // bench/README.md). It needs wrk and taskset on PATH.
@@ -53,6 +54,7 @@ type options struct {
 	bounded     int
 	keep        bool
 	nginx       bool
+	flood       bool
 }
 
 func main() {
@@ -68,6 +70,7 @@ func main() {
 	flag.IntVar(&o.bounded, "bounded", 10_000, "max_entries for the bounded-memory figure (-scale)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	flag.BoolVar(&o.nginx, "nginx", false, "compare nginx auth_request to apikey_verify with nginx auth_request to authsvc")
+	flag.BoolVar(&o.flood, "flood", false, "measure other keys' latency with and without one key flooded at 20 times its rate limit")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if err := run(o); err != nil {
@@ -104,6 +107,9 @@ func run(o options) error {
 	}
 	if o.nginx {
 		return b.compareNginx()
+	}
+	if o.flood {
+		return b.flood()
 	}
 	return b.compare()
 }
