@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -150,31 +149,18 @@ func (lr *limitedRequest) setRateLimitHeaders(h http.Header, d *limiter.Decision
 	if len(d.Windows()) == 0 {
 		return
 	}
-	var value string
-	if b := cred.rateFormat.Append(lr.buf[:0], d); len(b) > 0 && &b[0] == &lr.buf[0] {
-		// In lr's own buffer, which nothing writes again: the string
-		// keeps lr alive as long as the header holds it.
-		value = unsafe.String(&lr.buf[0], len(b))
-	} else {
-		value = string(b) // longer than buf: a copy of its own
-	}
-	lr.fields = [2]string{cred.ratePolicy, value}
+	var buf [128]byte
+	lr.fields = [2]string{cred.ratePolicy, string(cred.rateFormat.Append(buf[:0], d))}
 	h["Ratelimit-Policy"] = lr.fields[0:1:1]
 	h["Ratelimit"] = lr.fields[1:2:2]
 }
 
 // limitedRequest is what a passing request with a usage policy keeps:
-// its RateLimit fields and the bytes of the RateLimit value, and its
-// usage placeholders, in one allocation.
+// its RateLimit fields and its usage placeholders, in one allocation.
 type limitedRequest struct {
 	fields [2]string
 	vars   usageVars
-	buf    [rateLimitBuf]byte
 }
-
-// rateLimitBuf holds the RateLimit value of two windows with long names
-// and 15-digit numbers; a longer one is allocated on its own.
-const rateLimitBuf = 112
 
 // ratePolicy is the RateLimit-Policy value of a credential's windows.
 func ratePolicy(c *storage.Credential) string {
