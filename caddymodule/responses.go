@@ -19,7 +19,10 @@ type denial struct {
 	body            []byte
 	wwwAuthenticate []string
 	retryAfter      []string
-	err             error
+	// extra holds the headers of a refusal rendered per request (the
+	// RateLimit fields of a 429), nil for the fixed ones.
+	extra http.Header
+	err   error
 }
 
 // Retry-After sent with 503 when the store is unreachable, in seconds.
@@ -82,8 +85,11 @@ func (d *denial) answer(w http.ResponseWriter) {
 	d.write(w)
 }
 
-// setHeaders sets the denial's challenge and Retry-After.
+// setHeaders sets the denial's challenge, Retry-After and extra headers.
 func (d *denial) setHeaders(h http.Header) {
+	for name, vals := range d.extra {
+		h[name] = vals
+	}
 	if d.wwwAuthenticate != nil {
 		h["Www-Authenticate"] = d.wwwAuthenticate
 	}
