@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keygate/keygate/storage"
 )
 
 // denial is one refusal, rendered once when the handler is provisioned so
@@ -25,9 +27,6 @@ type denial struct {
 	err   error
 }
 
-// Retry-After sent with 503 when the store is unreachable, in seconds.
-const retryAfterSeconds = 2
-
 var jsonContentType = []string{"application/json"}
 
 // newDenial renders the answer {"error": code, "message": message, ...extra}.
@@ -43,7 +42,7 @@ func newDenial(result prometheus.Counter, status int, code, message, challenge s
 		d.wwwAuthenticate = []string{challenge}
 	}
 	if status == http.StatusServiceUnavailable {
-		d.retryAfter = []string{strconv.Itoa(retryAfterSeconds)}
+		d.retryAfter = []string{storage.UnavailableRetryAfter}
 	}
 	return d
 }
