@@ -336,16 +336,16 @@ func (v *VerifyHandler) serveLimited(w http.ResponseWriter, r *http.Request, cre
 // AuthHandler.authorize does on its own request. The check request loses
 // its credential either way.
 func (v *VerifyHandler) authorize(r *http.Request) (*verified, *access, *denial) {
-	orig, bad := v.original(r)
-	if bad != nil {
+	var orig http.Request
+	if bad := v.original(&orig, r); bad != nil {
 		v.strip(r)
 		return nil, nil, bad
 	}
-	path, escaped, bad := v.canonical(orig, v.AllowEncodedSlash)
+	path, escaped, bad := v.canonical(&orig, v.AllowEncodedSlash)
 	if bad != nil {
 		return nil, nil, bad
 	}
-	return v.decide(&v.Authenticator, orig, path, escaped)
+	return v.decide(&v.Authenticator, &orig, path, escaped)
 }
 
 // anonymousIdentity holds the (empty) identity of a public route's answer.

@@ -16,35 +16,35 @@ import (
 // and its client is the one the proxy names, if Caddy trusts that proxy
 // to say (originalClientIP).
 
-// original returns the request the proxy asks about: the check request
-// with the original method and URL, sharing its headers (so its
-// credential) and context; or the 400 when the check request does not
-// say which request it is, which must never read as "/".
-func (v *VerifyHandler) original(r *http.Request) (*http.Request, *denial) {
+// original sets orig to the request the proxy asks about: the check
+// request with the original method and URL, sharing its headers (so its
+// credential) and context; or returns the 400 when the check request does
+// not say which request it is, which must never read as "/". The caller
+// owns orig, so that it can live on the stack.
+func (v *VerifyHandler) original(orig, r *http.Request) *denial {
 	var method, target string
 	if v.mode == ModeEnvoy {
 		method, target = r.Method, r.RequestURI
 		if !strings.HasPrefix(target, v.PathPrefix) {
-			return nil, v.refusals.badPrefix
+			return v.refusals.badPrefix
 		}
 		target = target[len(v.PathPrefix):]
 	} else {
 		var bad *denial
 		if method, bad = oneHeader(r.Header, v.methodHeader, v.refusals.missingMethod, v.refusals.repeatedMethod); bad != nil {
-			return nil, bad
+			return bad
 		}
 		if target, bad = oneHeader(r.Header, v.uriHeader, v.refusals.missingURI, v.refusals.repeatedURI); bad != nil {
-			return nil, bad
+			return bad
 		}
 	}
 	u, ok := requestTarget(target)
 	if !ok {
-		return nil, v.refusals.badURI
+		return v.refusals.badURI
 	}
-	orig := new(http.Request)
 	*orig = *r
 	orig.Method, orig.URL, orig.RequestURI = method, u, target
-	return orig, nil
+	return nil
 }
 
 // oneHeader returns the only value of the header name, or the refusal:

@@ -59,7 +59,7 @@ func main() {
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 6, "alternating rounds per site")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of one round per site")
-	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of Caddy under apikey_auth load to this file")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of Caddy under apikey_auth load (with -nginx: under nginx_keygate load) to this file")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up per site before the rounds")
 	flag.IntVar(&o.connections, "connections", 64, "wrk connections")
 	flag.BoolVar(&o.scale, "scale", false, "measure the scale figures instead of the auth comparison")

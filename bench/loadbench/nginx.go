@@ -157,6 +157,11 @@ func (b *bench) compareNginx() error {
 			return err
 		}
 	}
+	if b.opts.profile != "" {
+		if err := b.cpuProfile(sites[1]); err != nil {
+			return err
+		}
+	}
 	results := map[string][]wrkResult{}
 	for round := range b.opts.rounds {
 		order := slices.Clone(sites)
