@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keygate/keygate/storage"
 )
 
 // denial is one refusal, rendered once when the handler is provisioned so
@@ -19,11 +21,11 @@ type denial struct {
 	body            []byte
 	wwwAuthenticate []string
 	retryAfter      []string
-	err             error
+	// extra holds the headers of a refusal rendered per request (the
+	// RateLimit fields of a 429), nil for the fixed ones.
+	extra http.Header
+	err   error
 }
-
-// Retry-After sent with 503 when the store is unreachable, in seconds.
-const retryAfterSeconds = 2
 
 var jsonContentType = []string{"application/json"}
 
@@ -40,7 +42,7 @@ func newDenial(result prometheus.Counter, status int, code, message, challenge s
 		d.wwwAuthenticate = []string{challenge}
 	}
 	if status == http.StatusServiceUnavailable {
-		d.retryAfter = []string{strconv.Itoa(retryAfterSeconds)}
+		d.retryAfter = []string{storage.UnavailableRetryAfter}
 	}
 	return d
 }
@@ -82,8 +84,11 @@ func (d *denial) answer(w http.ResponseWriter) {
 	d.write(w)
 }
 
-// setHeaders sets the denial's challenge and Retry-After.
+// setHeaders sets the denial's challenge, Retry-After and extra headers.
 func (d *denial) setHeaders(h http.Header) {
+	for name, vals := range d.extra {
+		h[name] = vals
+	}
 	if d.wwwAuthenticate != nil {
 		h["Www-Authenticate"] = d.wwwAuthenticate
 	}
