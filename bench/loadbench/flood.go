@@ -21,20 +21,22 @@ import (
 // Flood isolation (-flood): does one key flooded far past its rate limit
 // slow the other keys down? Other keys send a steady, paced load through
 // apikey_auth; in alternate rounds one more key sends floodFactor times
-// its limit. Each round reports the other keys' latency percentiles, so
-// quiet and flooded rounds of one run compare directly, and the spread of
-// the quiet rounds is the A/A noise.
+// its limit; in control rounds as many requests carry a malformed key
+// instead, refused 401 before any lookup or limiter, so that what the
+// refusals cost the gateway's CPU shows apart from any coupling through
+// the limiter. Each round reports the other keys' latency percentiles, so
+// the rounds of one run compare directly, and the spread of the quiet
+// rounds is the A/A noise.
 
 const (
-	floodLimit  = 100 // the flooded key's window: 100 per second
-	floodFactor = 20  // it is offered 20 times that
+	floodFactor = 20 // the flooded key is offered 20 times its limit
 	otherKeys   = 8
 	otherRate   = 50 // per other key per second (its limit is 1,000/s)
 )
 
 // floodRound is what one round measured.
 type floodRound struct {
-	flooded      bool
+	kind         string          // quiet, flood or control
 	lat          []time.Duration // the other keys' requests
 	otherErrors  int             // other keys' requests not answered 200
 	flood200     int
@@ -72,7 +74,7 @@ func (b *bench) flood() error {
 			"limits": []map[string]any{{"name": "rps", "limit": limit, "window": "1s"}}}, &k)
 		return k.Secret, err
 	}
-	flooder, err := key("flooded", floodLimit)
+	flooder, err := key("flooded", b.opts.floodLimit)
 	if err != nil {
 		return err
 	}
@@ -90,35 +92,40 @@ func (b *bench) flood() error {
 	url := "http://127.0.0.1:" + b.ports["apikey_auth"] + "/"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 10 * time.Second}
 	log.Printf("warm-up %v", b.opts.warmup)
-	b.floodRound(client, url, others, flooder, true, b.opts.warmup)
+	b.floodRound(client, url, others, flooder, "flood", b.opts.warmup)
 	fmt.Printf("\nother keys: %d × %d/s through apikey_auth (limit 1,000/s each); flooded key: limit %d/s, offered %d/s in flooded rounds; %v rounds\n\n",
-		otherKeys, otherRate, floodLimit, floodLimit*floodFactor, b.opts.duration)
-	fmt.Println("| round | flood | other keys' requests | p50 | p99 | p99.9 | others not 200 | flood 200 / 429 / other |")
+		otherKeys, otherRate, b.opts.floodLimit, b.opts.floodLimit*floodFactor, b.opts.duration)
+	fmt.Println("| round | extra load | other keys' requests | p50 | p99 | p99.9 | others not 200 | extra 200 / 429 / other |")
 	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---|")
-	var quiet, flooded []time.Duration
-	for i := range 2 * b.opts.rounds {
-		on := i%2 == 1
-		r := b.floodRound(client, url, others, flooder, on, b.opts.duration)
-		fmt.Printf("| %d | %v | %d | %v | %v | %v | %d | %d / %d / %d of %d |\n", i+1, on, len(r.lat),
+	kinds := []string{"quiet", "flood", "control"}
+	p99 := map[string][]time.Duration{}
+	for i := range len(kinds) * b.opts.rounds {
+		kind := kinds[i%len(kinds)]
+		r := b.floodRound(client, url, others, flooder, kind, b.opts.duration)
+		fmt.Printf("| %d | %s | %d | %v | %v | %v | %d | %d / %d / %d of %d |\n", i+1, kind, len(r.lat),
 			r.pct(0.5).Round(time.Microsecond), r.pct(0.99).Round(time.Microsecond), r.pct(0.999).Round(time.Microsecond),
 			r.otherErrors, r.flood200, r.flood429, r.floodOther, r.floodOffered)
-		if on {
-			flooded = append(flooded, r.pct(0.99))
-		} else {
-			quiet = append(quiet, r.pct(0.99))
-		}
+		p99[kind] = append(p99[kind], r.pct(0.99))
 	}
-	slices.Sort(quiet)
-	slices.Sort(flooded)
-	fmt.Printf("\nother keys' p99: quiet rounds %v–%v (median %v), flooded rounds %v–%v (median %v)\n",
-		quiet[0].Round(time.Microsecond), quiet[len(quiet)-1].Round(time.Microsecond), quiet[len(quiet)/2].Round(time.Microsecond),
-		flooded[0].Round(time.Microsecond), flooded[len(flooded)-1].Round(time.Microsecond), flooded[len(flooded)/2].Round(time.Microsecond))
+	fmt.Println()
+	for _, kind := range kinds {
+		ps := p99[kind]
+		slices.Sort(ps)
+		fmt.Printf("other keys' p99, %s rounds: %v–%v (median %v)\n", kind, ps[0].Round(time.Microsecond),
+			ps[len(ps)-1].Round(time.Microsecond), ps[len(ps)/2].Round(time.Microsecond))
+	}
 	return nil
 }
 
-// floodRound paces the other keys' load for d, and with on the flood too.
-func (b *bench) floodRound(client *http.Client, url string, others []string, flooder string, on bool, d time.Duration) *floodRound {
-	r := &floodRound{flooded: on}
+// floodRound paces the other keys' load for d, and the extra load of its
+// kind: the flooded key (flood), or a malformed key at the same rate
+// (control).
+func (b *bench) floodRound(client *http.Client, url string, others []string, flooder string, kind string, d time.Duration) *floodRound {
+	r := &floodRound{kind: kind}
+	extra := flooder
+	if kind == "control" {
+		extra = "sk_not_a_valid_token"
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	pace := func(rate int, send func(i int)) {
@@ -147,10 +154,10 @@ func (b *bench) floodRound(client *http.Client, url string, others []string, flo
 			r.otherErrors++
 		}
 	})
-	if on {
+	if kind != "quiet" {
 		wg.Add(1)
-		go pace(floodLimit*floodFactor, func(int) {
-			status := floodGet(client, url, flooder)
+		go pace(b.opts.floodLimit*floodFactor, func(int) {
+			status := floodGet(client, url, extra)
 			mu.Lock()
 			defer mu.Unlock()
 			r.floodOffered++

@@ -55,6 +55,7 @@ type options struct {
 	keep        bool
 	nginx       bool
 	flood       bool
+	floodLimit  int
 }
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	flag.IntVar(&o.bounded, "bounded", 10_000, "max_entries for the bounded-memory figure (-scale)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	flag.BoolVar(&o.nginx, "nginx", false, "compare nginx auth_request to apikey_verify with nginx auth_request to authsvc")
+	flag.IntVar(&o.floodLimit, "flood-limit", 10, "the flooded key's limit per second (-flood); it is offered 20 times that")
 	flag.BoolVar(&o.flood, "flood", false, "measure other keys' latency with and without one key flooded at 20 times its rate limit")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
