@@ -71,7 +71,9 @@ func (h *ConsoleHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ cad
 		m.Base = strings.TrimSuffix(orig.URL.Path, r.URL.Path)
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		m.Identity = repl.ReplaceKnown("{http.auth.user.id}", "")
+		if id, ok := repl.Get("http.auth.user.id"); ok {
+			m.Identity, _ = id.(string)
+		}
 	}
 	h.console.Serve(w, r, m)
 	return nil
