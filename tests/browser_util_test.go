@@ -121,11 +121,18 @@ func screenshot(t testing.TB, ctx context.Context, name string) {
 }
 
 // firstPaint returns the page's first contentful paint, in ms after
-// navigation start.
+// navigation start, or -1 when the browser reports none within 5 s.
 func firstPaint(t testing.TB, ctx context.Context) float64 {
 	t.Helper()
-	return bget(t, ctx, "reading first paint", chromedp.Evaluate[float64](
-		`(performance.getEntriesByName("first-contentful-paint")[0] || {startTime: -1}).startTime`))
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ms, err := chromedp.Run(tctx, chromedp.Poll[float64](
+		`(performance.getEntriesByName("first-contentful-paint")[0] || {}).startTime`,
+		chromedp.WithPollingTimeout(5*time.Second)))
+	if err != nil {
+		return -1
+	}
+	return ms
 }
 
 // contains reports whether the page's document holds s.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -95,7 +96,10 @@ func TestConsoleKeySignIn(t *testing.T) {
 	if !strings.HasSuffix(loc, "/console/keys") || strings.Contains(loc, teamSecret) {
 		t.Errorf("after sign-in at %s", loc)
 	}
-	fmt.Fprintf(os.Stderr, "console keys page: first contentful paint %.0f ms\n", firstPaint(t, ctx))
+	bdo(t, ctx, "keys page, loaded afresh", chromedp.Navigate(env.console+"/keys"), chromedp.WaitVisible(chromedp.CSS("#keys")))
+	paint := firstPaint(t, ctx)
+	t.Logf("keys page: first contentful paint %.0f ms", paint)
+	fmt.Fprintf(os.Stderr, "console keys page: first contentful paint %.0f ms\n", paint)
 	html := pageHTML(t, ctx)
 	if !strings.Contains(html, "team-admin") || !strings.Contains(html, "reader-2") || strings.Contains(html, "other-secret-key") {
 		t.Errorf("keys page of team shows the wrong keys:\n%s", html)
@@ -195,6 +199,43 @@ func TestConsoleKeySignIn(t *testing.T) {
 		t.Errorf("the revoked secret: %d %s", r.Status, r.Body)
 	}
 
+	editID, _ := gw.createKey(team, []string{"apps"}, "name", "deploy")
+	// Edit: labels saved; an expiry in the past is the API's 400, shown
+	// with its message and field.
+	bdo(t, ctx, "edit labels",
+		chromedp.Navigate(env.console+"/keys/"+editID), chromedp.WaitVisible(chromedp.CSS("#edit-key")),
+		chromedp.SetValue(chromedp.CSS("#edit-key #name"), "deploy-renamed"),
+		chromedp.SetValue(chromedp.CSS("#edit-key #tags"), "env=ci, owner=web"),
+		chromedp.Submit(chromedp.CSS("#edit-key #name")),
+		chromedp.WaitVisible(chromedp.CSS(".notice")),
+	)
+	if html := pageHTML(t, ctx); !strings.Contains(html, "deploy-renamed") || !strings.Contains(html, "owner=web") {
+		t.Errorf("edited labels not shown: %s", html)
+	}
+	keyID, _ := gw.createKey(team, []string{"apps"}, "name", "to-edit")
+	tokenID := gw.firstToken(keyID)
+	keyURL = env.console + "/keys/" + keyID
+	bdo(t, ctx, "past expiry",
+		chromedp.Navigate(keyURL), chromedp.WaitVisible(chromedp.CSS("#exp-"+tokenID)),
+		chromedp.SetValue(chromedp.CSS("#exp-"+tokenID), "2001-01-01T00:00"),
+		chromedp.Submit(chromedp.CSS("#exp-"+tokenID)),
+		chromedp.WaitVisible(chromedp.CSS("#form-error")),
+	)
+	if msg := bget(t, ctx, "error", chromedp.Text(chromedp.CSS("#form-error"))); !strings.Contains(msg, "future") || !strings.Contains(msg, "field: expires_at") {
+		t.Errorf("past expiry error: %q", msg)
+	}
+	future := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Minute)
+	bdo(t, ctx, "future expiry",
+		chromedp.Navigate(keyURL), chromedp.WaitVisible(chromedp.CSS("#exp-"+tokenID)),
+		chromedp.SetValue(chromedp.CSS("#exp-"+tokenID), future.Format("2006-01-02T15:04")),
+		chromedp.Submit(chromedp.CSS("#exp-"+tokenID)),
+		chromedp.WaitVisible(chromedp.CSS(".notice")),
+	)
+	tok := gw.mustAdmin("GET", "/keys/"+keyID, nil, http.StatusOK)["tokens"].([]any)[0].(map[string]any)
+	if tok["expires_at"] != future.Format(time.RFC3339) {
+		t.Errorf("expiry set through the console: %v, want %s", tok["expires_at"], future.Format(time.RFC3339))
+	}
+
 	// Another account's key: not found through the console, by link or
 	// by crafted same-origin requests carrying the session and its CSRF
 	// token.
@@ -259,6 +300,20 @@ func TestConsoleKeySignIn(t *testing.T) {
 	}
 	if r := do(t, "POST", gw.URL+"/v1/apps/web/runs", nil, "X-API-Key", teamSecret2); r.Status != http.StatusOK {
 		t.Errorf("the victim token after forged posts: %d", r.Status)
+	}
+
+	// Rotate with the default grace (24h): old and new both work.
+	bdo(t, ctx, "rotate with grace",
+		chromedp.Navigate(env.console+"/keys/"+teamKey2), chromedp.WaitVisible(chromedp.CSS("#tokens")),
+		chromedp.Click(chromedp.CSS("button.rotate")), chromedp.WaitVisible(chromedp.CSS("#secret")))
+	graced := bget(t, ctx, "rotated secret", chromedp.Value(chromedp.CSS("#secret")))
+	for name, s := range map[string]string{"old, in its grace": teamSecret2, "new": graced} {
+		if r := do(t, "POST", gw.URL+"/v1/apps/web/runs", nil, "X-API-Key", s); r.Status != http.StatusOK {
+			t.Errorf("%s secret after a rotation with grace: %d", name, r.Status)
+		}
+	}
+	if html := pageHTML(t, ctx); !strings.Contains(html, "s-expiring") {
+		t.Error("the rotated-out token is not shown as expiring")
 	}
 
 	// Sign out: the session is gone on the server too.
