@@ -114,7 +114,7 @@ func get(c *Console, ck *http.Cookie, path string) *httptest.ResponseRecorder {
 // the way through and around), the whole server side (session, the
 // caller's key looked up, the API in-process, the store, the template).
 // It reports the p50 and p95 of a page in ms; the target is p95 < 100.
-// "search" pages read up to 2,000 keys to find 50 that match.
+// "search" pages read up to 1,000 keys to find 50 that match.
 func BenchmarkKeysPage(b *testing.B) {
 	for _, store := range []string{"postgres", "file"} {
 		b.Run(store, func(b *testing.B) {

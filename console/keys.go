@@ -15,7 +15,7 @@ const (
 	// scanPerPage bounds the keys one page reads while it searches by
 	// text or status (which the API does not filter): a page answers in
 	// bounded time at any number of keys, and offers to read on.
-	scanPerPage = 2000
+	scanPerPage = 1000
 	// scanBatch is the page size the console asks the API for then.
 	scanBatch = 500
 )
