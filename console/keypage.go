@@ -69,44 +69,44 @@ func (c *Console) keyPage(w http.ResponseWriter, r *http.Request, cl *caller) {
 func (c *Console) editKey(w http.ResponseWriter, r *http.Request, cl *caller) {
 	f := keyForm{Name: strings.TrimSpace(r.PostForm.Get("name")), Description: r.PostForm.Get("description"), Tags: r.PostForm.Get("tags")}
 	tags, ferr := formTags(f.Tags)
-	if ferr == nil {
+	c.saveEdit(w, r, cl, keyData{Form: f}, ferr, func() error {
 		_, err := cl.api.UpdateKey(r.Context(), r.PathValue("id"), admin.UpdateKeyRequest{Name: &f.Name, Description: &f.Description, Tags: &tags})
-		if err == nil {
-			http.Redirect(w, r, mountOf(r).Base+"/keys/"+r.PathValue("id")+"?saved=1", http.StatusSeeOther)
-			return
-		}
-		if statusOf(err) == http.StatusNotFound {
-			c.apiFailed(w, r, cl, err)
-			return
-		}
-		ferr = errorOf(err)
-	}
-	if k := c.loadKey(w, r, cl); k != nil {
-		c.showKey(w, r, cl, k, http.StatusBadRequest, keyData{Form: f}, ferr)
-	}
+		return err
+	})
 }
 
-// editToken changes a token's expiry.
+// editToken changes a token's expiry (an empty field clears it).
 func (c *Console) editToken(w http.ResponseWriter, r *http.Request, cl *caller) {
 	at, ferr := formTime("expires_at", r.PostForm.Get("expires_at"))
-	if ferr == nil {
+	c.saveEdit(w, r, cl, keyData{}, ferr, func() error {
 		raw := json.RawMessage("null")
 		if at != "" {
 			raw, _ = json.Marshal(at)
 		}
 		_, err := cl.api.UpdateToken(r.Context(), r.PathValue("id"), r.PathValue("tid"), admin.UpdateTokenRequest{ExpiresAt: raw})
-		if err == nil {
+		return err
+	})
+}
+
+// saveEdit runs edit, an API call on the key of the path, unless the form
+// was bad (ferr): done, back to the key's page; refused, the key's page
+// with the form, the API's error and the status it answered.
+func (c *Console) saveEdit(w http.ResponseWriter, r *http.Request, cl *caller, d keyData, ferr *formError, edit func() error) {
+	status := http.StatusBadRequest
+	if ferr == nil {
+		err := edit()
+		switch {
+		case err == nil:
 			http.Redirect(w, r, mountOf(r).Base+"/keys/"+r.PathValue("id")+"?saved=1", http.StatusSeeOther)
 			return
-		}
-		if statusOf(err) == http.StatusNotFound {
+		case statusOf(err) == http.StatusNotFound:
 			c.apiFailed(w, r, cl, err)
 			return
 		}
-		ferr = errorOf(err)
+		status, ferr = statusOf(err), errorOf(err)
 	}
 	if k := c.loadKey(w, r, cl); k != nil {
-		c.showKey(w, r, cl, k, http.StatusBadRequest, keyData{}, ferr)
+		c.showKey(w, r, cl, k, status, d, ferr)
 	}
 }
 
