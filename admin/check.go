@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/storage"
 )
 
 // Check is the answer of GET /check on Caddy's admin endpoint ("caddy
@@ -69,7 +71,7 @@ func (h *Handler) serveCheck(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.logger.Warn("key store check failed", zap.Error(err))
 		out.Error, out.Message = "unavailable", err.Error()
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", storage.UnavailableRetryAfter)
 		writeJSON(w, http.StatusServiceUnavailable, out)
 		return
 	}

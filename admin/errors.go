@@ -35,11 +35,16 @@ func errNotFound(format string, args ...any) *apiError {
 }
 
 // fail answers err: API errors as they are, store errors by their kind,
-// anything else as a 500 that is logged.
+// anything else as a 500 that is logged. A request whose client went
+// away is not a server error: nobody reads the answer, so it is logged at
+// debug level and not answered.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	var se *storage.Error
 	switch {
+	case r.Context().Err() != nil && !errors.As(err, &ae) && !errors.As(err, &se):
+		h.logger.Debug("admin request abandoned by its client", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		return
 	case errors.As(err, &ae):
 	case errors.As(err, &se):
 		ae = ruleError(se)
@@ -51,7 +56,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{status: http.StatusConflict, code: "conflict", message: "conflicts with an existing record"}
 	case errors.Is(err, storage.ErrUnavailable):
 		h.logger.Warn("key store unavailable", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", storage.UnavailableRetryAfter)
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "the key store is unavailable; retry later"}
 	default:
 		h.logger.Error("admin request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -169,11 +171,18 @@ func (h *Handler) route(pattern, requiredScope string, fn handlerFunc) {
 	method, path, _ := strings.Cut(pattern, " ")
 	h.routes = append(h.routes, Route{Method: method, Path: path, Scope: requiredScope})
 	h.scopes[pattern] = requiredScope
+	params := pathParams(path)
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, ok := PrincipalFrom(r.Context())
 		if !ok {
 			writeError(w, &apiError{status: http.StatusUnauthorized, code: "unauthorized", message: "no credential"})
 			return
+		}
+		for _, name := range params {
+			if err := checkPathParam(name, r.PathValue(name)); err != nil {
+				writeError(w, err)
+				return
+			}
 		}
 		if lacks(p, requiredScope) {
 			writeError(w, &apiError{
@@ -187,6 +196,28 @@ func (h *Handler) route(pattern, requiredScope string, fn handlerFunc) {
 			h.fail(w, r, err)
 		}
 	})
+}
+
+// pathParams returns the names of path's wildcards ("{id}" → "id").
+func pathParams(path string) []string {
+	var names []string
+	for _, seg := range strings.Split(path, "/") {
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+			names = append(names, strings.TrimSuffix(seg[1:], "}"))
+		}
+	}
+	return names
+}
+
+// checkPathParam refuses an id or name in the path that no record can
+// hold (invalid UTF-8, control characters), with the parameter as the
+// field, so every store answers it alike instead of one looking it up
+// (404) and another refusing the bytes (400).
+func checkPathParam(name, v string) *apiError {
+	if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+		return errInvalid(name, "path parameter %s is not valid UTF-8 text", name)
+	}
+	return nil
 }
 
 // lacks reports whether p lacks the scope a route requires ("" for none).

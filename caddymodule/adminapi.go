@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/storage"
 )
 
 func init() {
@@ -51,7 +51,7 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		// Answered like the API's own errors, not as a Caddy APIError.
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		w.Header().Set("Retry-After", storage.UnavailableRetryAfter)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return json.NewEncoder(w).Encode(map[string]string{"error": "unavailable", "message": err.Error()})
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keygate/keygate/storage"
 )
 
 // denial is one refusal, rendered once when the handler is provisioned so
@@ -21,9 +23,6 @@ type denial struct {
 	retryAfter      []string
 	err             error
 }
-
-// Retry-After sent with 503 when the store is unreachable, in seconds.
-const retryAfterSeconds = 2
 
 var jsonContentType = []string{"application/json"}
 
@@ -40,7 +39,7 @@ func newDenial(result prometheus.Counter, status int, code, message, challenge s
 		d.wwwAuthenticate = []string{challenge}
 	}
 	if status == http.StatusServiceUnavailable {
-		d.retryAfter = []string{strconv.Itoa(retryAfterSeconds)}
+		d.retryAfter = []string{storage.UnavailableRetryAfter}
 	}
 	return d
 }

@@ -5,6 +5,10 @@ import (
 	"fmt"
 )
 
+// UnavailableRetryAfter is the Retry-After, in seconds, of every 503 that
+// answers ErrUnavailable: on the request path and in the admin API alike.
+const UnavailableRetryAfter = "2"
+
 // Errors the keystore and backends return; callers test them with
 // errors.Is.
 var (

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/storage"
 )
 
 // towerSite is a Tower-style API: apps, runs and secrets behind a scope
@@ -416,7 +417,7 @@ func TestStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := do(t, "GET", gw.URL+"/v1/apps", nil, "X-API-Key", uncached)
-	if r.Status != 503 || r.JSON(t)["error"] != "unavailable" || r.Header.Get("Retry-After") == "" {
+	if r.Status != 503 || r.JSON(t)["error"] != "unavailable" || r.Header.Get("Retry-After") != storage.UnavailableRetryAfter {
 		t.Fatalf("uncached token with the store down: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	if r := do(t, "GET", gw.URL+"/v1/apps", nil, "X-API-Key", cached); r.Status != 200 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/storage"
 )
 
 // TestAdminStoreDown: with PostgreSQL stopped, every route of the admin
@@ -44,9 +45,10 @@ func TestAdminStoreDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := gw.adminDo(c.method, c.path, c.body)
-		if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" ||
+		// The same Retry-After as the request path's 503 (it used to be 1 here, 2 there).
+		if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") != storage.UnavailableRetryAfter ||
 			!strings.Contains(string(r.Body), `"error":"unavailable"`) {
-			t.Errorf("%s /apikeys%s with the store down: %d Retry-After %q %s, want 503 unavailable with Retry-After",
+			t.Errorf("%s /apikeys%s with the store down: %d Retry-After %q %s, want 503 unavailable with Retry-After "+storage.UnavailableRetryAfter,
 				c.method, c.path, r.Status, r.Header.Get("Retry-After"), r.Body)
 		}
 	}

@@ -174,14 +174,7 @@ func cmdKeyGet(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if e.json {
-		return e.printJSON(k)
-	}
-	accounts, err := e.accountNames(k.Account)
-	if err != nil {
-		return err
-	}
-	return renderKey(e.out, *k, accounts)
+	return e.printKey(k)
 }
 
 func cmdKeyUpdate(e *env, args []string) error {
@@ -213,14 +206,7 @@ func cmdKeyUpdate(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if e.json {
-		return e.printJSON(k)
-	}
-	accounts, err := e.accountNames(k.Account)
-	if err != nil {
-		return err
-	}
-	return renderKey(e.out, *k, accounts)
+	return e.printKey(k)
 }
 
 func cmdRevoke(e *env, args []string) error {

@@ -153,6 +153,11 @@ func (e *env) patchKey(id string, req admin.UpdateKeyRequest) error {
 	if err != nil {
 		return err
 	}
+	return e.printKey(k)
+}
+
+// printKey prints k as JSON or as the key's table, its account by name.
+func (e *env) printKey(k *admin.Key) error {
 	if e.json {
 		return e.printJSON(k)
 	}
