@@ -145,7 +145,7 @@ func (c *Console) message(w http.ResponseWriter, r *http.Request, status int, cl
 }
 
 func (c *Console) unavailable(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "1")
+	w.Header().Set("Retry-After", storage.UnavailableRetryAfter)
 	c.message(w, r, http.StatusServiceUnavailable, nil, "Unavailable", "The key store is not available right now; try again in a moment.")
 }
 
