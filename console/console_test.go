@@ -143,6 +143,9 @@ func TestSearchReadsABoundedNumberOfKeys(t *testing.T) {
 	if !strings.Contains(body, "Read 701 keys") || cursorOf(body) != "" {
 		t.Errorf("last search page: %s", body)
 	}
+	if rec := get(c, ck, "/keys?tag=env"); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "(field: tag)") {
+		t.Errorf("a tag filter without a value: %d %s", rec.Code, rec.Body)
+	}
 	body = get(c, ck, "/keys?q=KEY-0069").Body.String() // key-00690 … key-00699
 	if n := strings.Count(body, `class="badge s-active"`); n != 10 {
 		t.Errorf("search found %d keys, want 10", n)

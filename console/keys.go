@@ -106,7 +106,12 @@ func (c *Console) keysPage(w http.ResponseWriter, r *http.Request, cl *caller) {
 		SeesAccounts: cl.has("accounts:read"), CanCreate: cl.has("api_keys:create")}
 	f := client.KeyFilter{Account: kq.Account}
 	if kq.Tag != "" {
-		k, v, _ := strings.Cut(kq.Tag, ":")
+		k, v, ok := strings.Cut(kq.Tag, ":")
+		if !ok || k == "" {
+			c.render(w, r, http.StatusBadRequest, "keys", view{Title: "Keys", Caller: cl, Data: d,
+				Error: &formError{Field: "tag", Message: "a tag filter is key:value, such as env:prod"}})
+			return
+		}
 		f.Tags = map[string]string{k: v}
 	}
 	d.Filtered = kq.Q != "" || kq.Status != ""
