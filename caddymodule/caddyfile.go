@@ -292,8 +292,12 @@ func (g *GuardHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //			account_name <name>
 //			team <name>
 //		}
+//		rate_limit_headers on|off
 //		header, realm, scope, default, require, allow_encoded_slash   # as apikey_auth
 //	}
+//
+// A scope line may end in "cost <n>", as for apikey_auth; cost_header and
+// charge_on 2xx are refused (a check is charged before the upstream runs).
 func parseVerifyDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	v := new(VerifyHandler)
 	err := v.UnmarshalCaddyfile(h.Dispenser)
@@ -339,9 +343,14 @@ func (v *VerifyHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := v.IdentityHeaders.unmarshalCaddyfile(d, lines); err != nil {
 				return err
 			}
+		case "rate_limit_headers", "cost_header", "charge_on":
+			// cost_header and charge_on 2xx are refused by compile, with the line.
+			if err := v.UsageSettings.unmarshalOption(d, lines); err != nil {
+				return err
+			}
 		default:
 			return unknownOption(d, "apikey_verify", opt, "header", "realm", "scope", "default", "require", "allow_encoded_slash",
-				"mode", "method_header", "uri_header", "path_prefix", "identity_headers")
+				"mode", "method_header", "uri_header", "path_prefix", "identity_headers", "rate_limit_headers")
 		}
 	}
 	probe := *v

@@ -21,7 +21,10 @@ type denial struct {
 	body            []byte
 	wwwAuthenticate []string
 	retryAfter      []string
-	err             error
+	// extra holds the headers of a refusal rendered per request (the
+	// RateLimit fields of a 429), nil for the fixed ones.
+	extra http.Header
+	err   error
 }
 
 var jsonContentType = []string{"application/json"}
@@ -81,8 +84,11 @@ func (d *denial) answer(w http.ResponseWriter) {
 	d.write(w)
 }
 
-// setHeaders sets the denial's challenge and Retry-After.
+// setHeaders sets the denial's challenge, Retry-After and extra headers.
 func (d *denial) setHeaders(h http.Header) {
+	for name, vals := range d.extra {
+		h[name] = vals
+	}
 	if d.wwwAuthenticate != nil {
 		h["Www-Authenticate"] = d.wwwAuthenticate
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/admin"
@@ -77,55 +78,86 @@ func limitedPolicy(c *storage.Credential) bool {
 var ipNotAllowed = newDenial(resultIPNotAllowed, http.StatusForbidden, "ip_not_allowed",
 	"the API key may not be used from this address", "", nil)
 
-// allowsClientIP checks the key's and its account's allowlists against
-// Caddy's client_ip (so trusted_proxies apply).
-func allowsClientIP(r *http.Request, c *storage.Credential) bool {
-	if len(c.KeyPolicy.AllowedIPs) == 0 && len(c.AccountPolicy.AllowedIPs) == 0 {
-		return true
-	}
+// clientAddr returns the address of the client a request comes from, as a
+// handler knows it, or the refusal for a key with an allowlist when the
+// handler does not know it.
+type clientAddr func(r *http.Request) (netip.Addr, *denial)
+
+// caddyClientIP is apikey_auth's clientAddr: Caddy's client_ip, so
+// trusted_proxies and client_ip_headers apply.
+func caddyClientIP(r *http.Request) (netip.Addr, *denial) {
 	if r.TLS != nil && !r.TLS.HandshakeComplete {
-		return false // 0-RTT: the address is not verified yet
+		return netip.Addr{}, ipNotAllowed // 0-RTT: the address is not verified yet
 	}
 	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	addr, err := netip.ParseAddr(s)
 	if err != nil {
-		return false
+		return netip.Addr{}, ipNotAllowed
 	}
-	return c.KeyPolicy.Allows(addr) && c.AccountPolicy.Allows(addr)
+	return addr, nil
 }
 
-// serveLimited serves a request whose key has a usage policy: the
-// allowlists, then the rate windows and credits, then next, settling the
-// credits reserved once the upstream has answered.
-func (u *UsageSettings) serveLimited(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
-	a *Authenticator, cred *verified, cost int64) error {
-	if !allowsClientIP(r, &cred.Credential) {
-		return ipNotAllowed.serve(w, r)
+// checkUsage applies cred's usage policy to a request its key and scope
+// let through, for apikey_auth and apikey_verify alike: the key's and its
+// account's allowlists against the client's address (addr, asked only of
+// a key with an allowlist), then the rate windows and a reservation of
+// cost from the credits, decided by the limiter into d. It returns nil
+// when the request may pass (d then holds the windows and the
+// reservation, which the caller settles), or the refusal.
+func checkUsage(r *http.Request, d *limiter.Decision, a *Authenticator, cred *verified, cost int64, addr clientAddr) *denial {
+	c := &cred.Credential
+	if len(c.KeyPolicy.AllowedIPs) > 0 || len(c.AccountPolicy.AllowedIPs) > 0 {
+		ip, unknown := addr(r)
+		if unknown != nil {
+			return unknown
+		}
+		if !c.KeyPolicy.Allows(ip) || !c.AccountPolicy.Allows(ip) {
+			return ipNotAllowed
+		}
 	}
 	lim := a.app.limiter()
 	if lim == nil {
-		return a.answers.unavailable.serve(w, r)
+		return a.answers.unavailable
 	}
 	q := limiter.Query{
-		KeyID: cred.KeyID, KeyLimits: cred.KeyPolicy.Limits,
-		AccountID: cred.AccountID, AccountLimits: cred.AccountPolicy.Limits,
-		Credits: cred.KeyPolicy.Credits != nil, Cost: cost,
+		KeyID: cred.KeyID, KeyLimits: c.KeyPolicy.Limits,
+		AccountID: cred.AccountID, AccountLimits: c.AccountPolicy.Limits,
+		Credits: c.KeyPolicy.Credits != nil, Cost: cost,
 	}
-	d := lim.Allow(r.Context(), &q)
+	*d = lim.Allow(r.Context(), &q)
 	switch d.Reason {
 	case limiter.ReasonRateLimited:
-		return serveRateLimited(w, r, &d, cred.ratePolicy)
+		return rateLimited(d, cred.ratePolicy)
 	case limiter.ReasonCredits:
-		return serveCreditsSpent(w, r, &d)
+		return creditsSpent(d)
 	case limiter.ReasonUnavailable:
-		return a.answers.unavailable.serve(w, r)
+		return a.answers.unavailable
 	}
+	return nil
+}
+
+// admitLimited lets a request whose usage policy passed (checkUsage) go
+// on: the RateLimit fields on w's headers (unless rate_limit_headers is
+// off), the identity and usage placeholders.
+func (u *UsageSettings) admitLimited(w http.ResponseWriter, r *http.Request, cred *verified, d *limiter.Decision) {
 	lr := new(limitedRequest) // the one allocation of a passing request but its RateLimit value
 	if u.headers {
-		lr.setRateLimitHeaders(w.Header(), &d, cred.ratePolicy)
+		lr.setRateLimitHeaders(w.Header(), d, cred.ratePolicy)
 	}
 	admit(r, cred)
-	lr.setUsagePlaceholders(r, &d)
+	lr.setUsagePlaceholders(r, d)
+}
+
+// serveLimited serves a request whose key has a usage policy: the
+// allowlists, then the rate windows and credits (checkUsage), then next,
+// settling the credits reserved once the upstream has answered.
+func (u *UsageSettings) serveLimited(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	a *Authenticator, cred *verified, cost int64) error {
+	var d limiter.Decision
+	if refused := checkUsage(r, &d, a, cred, cost, caddyClientIP); refused != nil {
+		return refused.serve(w, r)
+	}
+	u.admitLimited(w, r, cred, &d)
 	res := d.Reservation
 	if res.Amount() == 0 {
 		return next.ServeHTTP(w, r)
@@ -212,44 +244,37 @@ func (lr *limitedRequest) setUsagePlaceholders(r *http.Request, d *limiter.Decis
 	repl.Map(v.lookup)
 }
 
-// serveRateLimited answers 429 rate_limited, naming the window that is
-// full as the RateLimit fields name it.
-func serveRateLimited(w http.ResponseWriter, r *http.Request, d *limiter.Decision, policy string) error {
+// rateLimited renders the 429 rate_limited of d, naming the window that
+// is full as the RateLimit fields name it.
+func rateLimited(d *limiter.Decision, policy string) *denial {
 	name := d.Window
 	if d.WindowAccount {
 		name = limiter.AccountPrefix + name
 	}
-	new(limitedRequest).setRateLimitHeaders(w.Header(), d, policy)
 	// Window names are [a-z0-9_-] (storage.checkPolicy): nothing to escape.
 	body := []byte(`{"error":"rate_limited","message":"the rate limit ` + name + ` is reached; retry later","limit":"` + name + `"}` + "\n")
-	return serveDynamic(w, r, resultRateLimited, http.StatusTooManyRequests, d, body, "rate_limited: "+name)
+	l := limitDenial(resultRateLimited, d, body, "rate_limited: "+name)
+	l.extra = http.Header{}
+	new(limitedRequest).setRateLimitHeaders(l.extra, d, policy)
+	return l
 }
 
-// serveCreditsSpent answers 429 usage_exceeded: 429 rather than 402,
-// which RFC 9110 reserves, so that clients and SDKs treat it as the
-// limit it is and honour Retry-After (the next refill, when one is due).
-func serveCreditsSpent(w http.ResponseWriter, r *http.Request, d *limiter.Decision) error {
+// creditsSpent renders the 429 usage_exceeded of d: 429 rather than 402,
+// which RFC 9110 reserves, so that clients and SDKs treat it as the limit
+// it is and honour Retry-After (the next refill, when one is due).
+func creditsSpent(d *limiter.Decision) *denial {
 	body := []byte(`{"error":"usage_exceeded","message":"the API key's credits are spent","credits_remaining":0}` + "\n")
-	return serveDynamic(w, r, resultUsageExceeded, http.StatusTooManyRequests, d, body, "usage_exceeded")
+	return limitDenial(resultUsageExceeded, d, body, "usage_exceeded")
 }
 
-// serveDynamic answers a refusal whose body depends on the decision, as
-// denial.serve answers the fixed ones.
-func serveDynamic(w http.ResponseWriter, r *http.Request, result interface{ Inc() }, status int, d *limiter.Decision, body []byte, msg string) error {
-	result.Inc()
-	h := w.Header()
+// limitDenial renders a 429 whose body and Retry-After depend on the
+// limiter's decision, answered as the fixed denials are.
+func limitDenial(result prometheus.Counter, d *limiter.Decision, body []byte, msg string) *denial {
+	l := &denial{result: result, status: http.StatusTooManyRequests, body: body, err: errors.New(msg)}
 	if ra := limiter.AppendRetryAfter(nil, d); len(ra) > 0 {
-		h["Retry-After"] = []string{string(ra)}
+		l.retryAfter = []string{string(ra)}
 	}
-	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok &&
-		srv.Errors != nil && len(srv.Errors.Routes) > 0 {
-		return caddyhttp.Error(status, errors.New(msg))
-	}
-	h["Content-Type"] = jsonContentType
-	h["Cache-Control"] = noStore
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-	return nil
+	return l
 }
 
 // settleWriter settles a request's credit reservation when the upstream's

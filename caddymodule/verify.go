@@ -1,17 +1,22 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/keygate/keygate/limiter"
 )
 
 // The rule of this file: apikey_verify decides on the request a proxy
@@ -75,12 +80,19 @@ type VerifyHandler struct {
 	PathPrefix string `json:"path_prefix,omitempty"`
 	// IdentityHeaders name the headers of a 200 answer.
 	IdentityHeaders IdentityHeaders `json:"identity_headers,omitzero"`
+	// UsageSettings: only rate_limit_headers applies. A request is
+	// charged when it is checked, before the upstream runs, so
+	// cost_header and charge_on 2xx, which read the upstream's answer,
+	// are configuration errors here.
+	UsageSettings
 
 	mode         string
 	methodHeader string
 	uriHeader    string
 	identity     [numIdentity]string // canonical header names
 	refusals     verifyAnswers
+	// warnedClientIP is set once clientIPUnknown was logged.
+	warnedClientIP *atomic.Bool
 }
 
 // IdentityHeaders name the headers in which a 200 answer carries the
@@ -169,6 +181,9 @@ func (v *VerifyHandler) compileVerify() error {
 	if err := v.compileTable(&v.Authenticator); err != nil {
 		return err
 	}
+	if err := v.compileVerifyUsage(); err != nil {
+		return err
+	}
 	v.mode = v.Mode
 	methodHeader, uriHeader := "X-Forwarded-Method", "X-Forwarded-Uri"
 	switch v.Mode {
@@ -216,6 +231,25 @@ func (v *VerifyHandler) compileVerify() error {
 		v.identity[i] = canon
 	}
 	v.refusals = newVerifyAnswers(v.methodHeader, v.uriHeader, v.PathPrefix)
+	v.warnedClientIP = new(atomic.Bool)
+	return nil
+}
+
+// compileVerifyUsage checks the usage settings: apikey_verify charges a
+// request when it answers the check, so it cannot read the upstream's
+// answer, which cost_header and charge_on 2xx need.
+func (v *VerifyHandler) compileVerifyUsage() error {
+	if err := v.compileUsage(); err != nil {
+		return err
+	}
+	if v.CostHeader != "" {
+		return &settingError{setting: "cost_header", err: errors.New("cost_header: apikey_verify charges a request's credits when it answers the check, " +
+			"before the upstream runs, so it never sees the upstream's answer; give the route its cost with scope … cost <n>, or use apikey_auth")}
+	}
+	if v.ChargeOn == Charge2xx {
+		return &settingError{setting: "charge_on", err: errors.New("charge_on 2xx: apikey_verify charges a request's credits when it answers the check, " +
+			"before the upstream's status is known; only charge_on any applies (apikey_auth can charge 2xx answers only)")}
+	}
 	return nil
 }
 
@@ -261,116 +295,57 @@ func newVerifyAnswers(methodHeader, uriHeader, prefix string) verifyAnswers {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler; next is never called.
 func (v *VerifyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	cred, _, denied := v.authorize(r)
+	cred, acc, denied := v.authorize(r)
 	if denied != nil {
 		v.refuse(w, denied)
 		return nil
 	}
-	// Usage policies (usage.go) go here, between the decision and the
-	// answer, as AuthHandler.serve runs them: a refusal of theirs is
-	// answered through v.proxyWriter(w) as refuse does, so nginx mode
-	// carries its status as it carries the 400s and 503s. Until they are
-	// applied here, a key with a policy is refused rather than let
-	// through unmetered: an allowlist or a limit must never be a no-op.
 	if cred != nil && cred.limited {
-		v.refuse(w, policyNotApplied)
-		return nil
+		return v.serveLimited(w, r, cred, acc.cost)
 	}
 	admit(r, cred)
 	v.allow(w, cred)
 	return nil
 }
 
-// policyNotApplied refuses, on apikey_verify, a key that has a usage
-// policy (limits, credits, allowed_ips), which this handler does not
-// apply yet.
-var policyNotApplied = newDenial(resultForbidden, http.StatusForbidden, "forbidden",
-	"this API key has usage limits, which apikey_verify does not apply yet; use apikey_auth for it", "", nil)
+// serveLimited answers for a key with a usage policy as apikey_auth
+// decides on it (checkUsage): the allowlists against the original
+// client's address (originalClientIP), then the rate windows and the
+// credits, the refusals written through proxyWriter. A request that
+// passes is charged its route's cost at once: apikey_verify never sees
+// the upstream's answer (hence no cost_header or charge_on 2xx).
+func (v *VerifyHandler) serveLimited(w http.ResponseWriter, r *http.Request, cred *verified, cost int64) error {
+	var d limiter.Decision
+	if refused := checkUsage(r, &d, &v.Authenticator, cred, cost, originalClientIP); refused != nil {
+		if refused == clientIPUnknown && !v.warnedClientIP.Swap(true) {
+			v.logger.Warn("apikey_verify refused a key with allowed_ips because the check request did not name the client: "+
+				"list the proxy in the server's trusted_proxies and have it send the client's address in client_ip_headers (X-Forwarded-For)",
+				zap.String("remote_addr", r.RemoteAddr))
+		}
+		v.refuse(w, refused)
+		return nil
+	}
+	v.admitLimited(w, r, cred, &d)
+	d.Reservation.Commit(cost)
+	v.allow(w, cred)
+	return nil
+}
 
 // authorize reads the original request the check request describes,
 // makes its method and path canonical and decides on it, as
 // AuthHandler.authorize does on its own request. The check request loses
 // its credential either way.
 func (v *VerifyHandler) authorize(r *http.Request) (*verified, *access, *denial) {
-	orig, bad := v.original(r)
-	if bad != nil {
+	var orig http.Request
+	if bad := v.original(&orig, r); bad != nil {
 		v.strip(r)
 		return nil, nil, bad
 	}
-	path, escaped, bad := v.canonical(orig, v.AllowEncodedSlash)
+	path, escaped, bad := v.canonical(&orig, v.AllowEncodedSlash)
 	if bad != nil {
 		return nil, nil, bad
 	}
-	return v.decide(&v.Authenticator, orig, path, escaped)
-}
-
-// original returns the request the proxy asks about: the check request
-// with the original method and URL, sharing its headers (so its
-// credential) and context; or the 400 when the check request does not
-// say which request it is, which must never read as "/".
-func (v *VerifyHandler) original(r *http.Request) (*http.Request, *denial) {
-	var method, target string
-	if v.mode == ModeEnvoy {
-		method, target = r.Method, r.RequestURI
-		if !strings.HasPrefix(target, v.PathPrefix) {
-			return nil, v.refusals.badPrefix
-		}
-		target = target[len(v.PathPrefix):]
-	} else {
-		var bad *denial
-		if method, bad = oneHeader(r.Header, v.methodHeader, v.refusals.missingMethod, v.refusals.repeatedMethod); bad != nil {
-			return nil, bad
-		}
-		if target, bad = oneHeader(r.Header, v.uriHeader, v.refusals.missingURI, v.refusals.repeatedURI); bad != nil {
-			return nil, bad
-		}
-	}
-	u, ok := requestTarget(target)
-	if !ok {
-		return nil, v.refusals.badURI
-	}
-	orig := new(http.Request)
-	*orig = *r
-	orig.Method, orig.URL, orig.RequestURI = method, u, target
-	return orig, nil
-}
-
-// oneHeader returns the only value of the header name, or the refusal:
-// missing when it is absent or empty, repeated when it has several values
-// (a client's beside the proxy's: which would the proxy's upstream read?).
-func oneHeader(h http.Header, name string, missing, repeated *denial) (string, *denial) {
-	switch vals := h[name]; {
-	case len(vals) == 0 || len(vals) == 1 && vals[0] == "":
-		return "", missing
-	case len(vals) > 1:
-		return "", repeated
-	default:
-		return vals[0], nil
-	}
-}
-
-// requestTarget parses an original request target as net/http parses a
-// request line: origin form (/path?query), or absolute form (http://host/
-// path), of which only the path and query count. "*" and other forms are
-// refused.
-func requestTarget(target string) (*url.URL, bool) {
-	u, err := url.ParseRequestURI(target)
-	if err != nil {
-		return nil, false
-	}
-	if u.Scheme != "" || u.Host != "" {
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" {
-			return nil, false
-		}
-		u.Scheme, u.Host, u.User = "", "", nil
-		if u.Path == "" {
-			u.Path, u.RawPath = "/", ""
-		}
-	}
-	if !strings.HasPrefix(u.Path, "/") {
-		return nil, false
-	}
-	return u, true
+	return v.decide(&v.Authenticator, &orig, path, escaped)
 }
 
 // anonymousIdentity holds the (empty) identity of a public route's answer.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -15,8 +16,21 @@ import (
 // nginx mode: the original method and URI read from headers and made
 // canonical, then what BenchmarkAuthCacheHit measures, and the 200 with
 // its identity headers.
-func BenchmarkVerifyCacheHit(b *testing.B) {
-	h, secret := newBenchHandler(b, storage.Policy{})
+func BenchmarkVerifyCacheHit(b *testing.B) { benchmarkVerify(b, storage.Policy{}) }
+
+// BenchmarkVerifyCacheHitLimited is BenchmarkVerifyCacheHit for a key with
+// one rate window and credits (never exhausted), as
+// BenchmarkAuthCacheHitLimited: the usage policy applied, the credits
+// charged and the RateLimit fields on the 200.
+func BenchmarkVerifyCacheHitLimited(b *testing.B) {
+	benchmarkVerify(b, storage.Policy{
+		Limits:  []storage.Window{{Name: "burst", Limit: 1 << 50, Length: time.Hour}},
+		Credits: &storage.Credits{Remaining: 1 << 50},
+	})
+}
+
+func benchmarkVerify(b *testing.B, policy storage.Policy) {
+	h, secret := newBenchHandler(b, policy)
 	v := &VerifyHandler{Authenticator: h.Authenticator, ScopeTable: ScopeTable{Routes: h.Routes}, Mode: ModeNginx}
 	if err := v.compile(); err != nil {
 		b.Fatal(err)
@@ -33,7 +47,8 @@ func BenchmarkVerifyCacheHit(b *testing.B) {
 
 	*repl = *template
 	req.Header["X-Api-Key"] = credential
-	if err := v.ServeHTTP(w, req, nil); err != nil || w.Code != http.StatusOK || w.Header().Get("X-Keygate-Account") == "" {
+	if err := v.ServeHTTP(w, req, nil); err != nil || w.Code != http.StatusOK || w.Header().Get("X-Keygate-Account") == "" ||
+		(len(policy.Limits) > 0) != (w.Header().Get("RateLimit") != "") {
 		b.Fatalf("warm-up request: %v %d %v %s", err, w.Code, w.Header(), w.Body)
 	}
 	v.app.verifier().Wait()

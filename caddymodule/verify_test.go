@@ -252,6 +252,13 @@ func TestVerifyCaddyfile(t *testing.T) {
 	if string(got) != string(wantJSON) {
 		t.Fatalf("got %s\nwant %s", got, wantJSON)
 	}
+	v = VerifyHandler{}
+	if err := v.UnmarshalCaddyfile(caddyfile.NewTestDispenser("apikey_verify {\n rate_limit_headers off\n charge_on any\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := json.Marshal(&v); string(got) != `{"charge_on":"any","rate_limit_headers":false}` {
+		t.Errorf("usage settings: %s", got)
+	}
 
 	for _, tt := range []struct{ src, want, line string }{
 		{"apikey_verify {\n mode haproxy\n}", "apikey_verify: mode \"haproxy\"", "at Testfile:2"},
@@ -263,6 +270,11 @@ func TestVerifyCaddyfile(t *testing.T) {
 		{"apikey_verify {\n identity_headers {\n  acount X-A\n }\n}", "did you mean account?", ""},
 		{"apikey_verify {\n uri_header \"X U\"\n}", "apikey_verify: uri_header \"X U\": not a valid header name", "at Testfile:2"},
 		{"apikey_verify {\n scope GET /a pubic\n}", "did you mean", "at Testfile:2"},
+		// A check is charged before the upstream runs: nothing can read its answer.
+		{"apikey_verify {\n rate_limit_headers off\n cost_header X-Cost\n}", "apikey_verify: cost_header: apikey_verify charges a request's credits when it answers the check", "at Testfile:3"},
+		{"apikey_verify {\n charge_on 2xx\n}", "apikey_verify: charge_on 2xx: apikey_verify charges", "at Testfile:2"},
+		{"apikey_verify {\n charge_on some\n}", "charge_on \"some\": want any or 2xx", "at Testfile:2"},
+		{"apikey_verify {\n rate_limit_headers maybe\n}", "rate_limit_headers", ""},
 	} {
 		var v VerifyHandler
 		err := v.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.src))

@@ -88,6 +88,8 @@ type gatewayConfig struct {
 	Site string
 	// Extra is appended to the Caddyfile (more sites).
 	Extra string
+	// Global is added to the global options (servers blocks).
+	Global string
 }
 
 // startGateway runs Caddy with the Caddyfile built from cfg, on free
@@ -106,11 +108,13 @@ func startGateway(t testing.TB, cfg gatewayConfig) *gateway {
 
 	site := strings.ReplaceAll(cfg.Site, "{http_port}", fmt.Sprint(g.HTTPPort))
 	extra := strings.ReplaceAll(cfg.Extra, "{http_port}", fmt.Sprint(g.HTTPPort))
+	global := strings.ReplaceAll(cfg.Global, "{http_port}", fmt.Sprint(g.HTTPPort))
 	// The two log filters are README's: Caddy copies each request for its
 	// logs before any handler runs, so only a filter keeps X-API-Key out.
 	caddyfile := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	persist_config off
+%s
 	log default {
 		level DEBUG
 		format filter {
@@ -134,7 +138,7 @@ func startGateway(t testing.TB, cfg gatewayConfig) *gateway {
 %s
 }
 %s
-`, adminPort, cfg.Schema, g.HTTPPort, g.AccessLog, site, extra)
+`, adminPort, global, cfg.Schema, g.HTTPPort, g.AccessLog, site, extra)
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
@@ -246,6 +250,12 @@ var client = &http.Client{Timeout: 30 * time.Second}
 // (marshalled to JSON unless nil or already []byte).
 func do(t testing.TB, method, url string, body any, headers ...string) response {
 	t.Helper()
+	return doWith(t, client, method, url, body, headers...)
+}
+
+// doWith is do through the client c.
+func doWith(t testing.TB, c *http.Client, method, url string, body any, headers ...string) response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -270,7 +280,7 @@ func do(t testing.TB, method, url string, body any, headers ...string) response 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := client.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -40,12 +40,27 @@ func readmeBlock(t testing.TB, first string) string {
 // (its apikey_verify), with mode nginx replaced by mode.
 func verifierSite(t testing.TB, mode string) string {
 	t.Helper()
+	_, site := verifierConfig(t, mode)
+	return site
+}
+
+// verifierConfig returns the README's verifier block: its global options
+// (the servers block, for the port {http_port}) and the body of its site
+// (its apikey_verify, with mode nginx replaced by mode).
+func verifierConfig(t testing.TB, mode string) (global, site string) {
+	t.Helper()
 	block := readmeBlock(t, "# Keygate, the verifier")
-	open, end := strings.Index(block, "{\n"), strings.LastIndex(block, "}")
-	if open < 0 || end < open {
+	end := strings.Index(block, "\n}\n")
+	if !strings.HasPrefix(block, "{\n") || end < 0 {
+		t.Fatalf("README verifier block does not start with global options:\n%s", block)
+	}
+	global = strings.ReplaceAll(block[2:end+1], "servers :8080 {", "servers :{http_port} {")
+	rest := block[end+3:]
+	open, last := strings.Index(rest, "{\n"), strings.LastIndex(rest, "}")
+	if open < 0 || last < open {
 		t.Fatalf("README verifier block:\n%s", block)
 	}
-	return strings.Replace(block[open+2:end], "mode nginx", "mode "+mode, 1)
+	return global, strings.Replace(rest[open+2:last], "mode nginx", "mode "+mode, 1)
 }
 
 // readmeAddresses replaces the README's addresses in a block; port is
@@ -73,7 +88,8 @@ type verifyEnv struct {
 func startVerifier(t *testing.T, dsn, mode string, extra func(upstream string) string) *verifyEnv {
 	t.Helper()
 	env := &verifyEnv{up: newUpstream(t)}
-	cfg := gatewayConfig{DSN: dsn, Schema: pgtest.Schema(t, dsn), Site: verifierSite(t, mode)}
+	global, site := verifierConfig(t, mode)
+	cfg := gatewayConfig{DSN: dsn, Schema: pgtest.Schema(t, dsn), Site: site, Global: global}
 	if extra != nil {
 		cfg.Extra = extra(env.up.URL)
 	}

@@ -59,7 +59,7 @@ func main() {
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 6, "alternating rounds per site")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of one round per site")
-	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of Caddy under apikey_auth load to this file")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of Caddy under apikey_auth load (with -nginx: under nginx_keygate load) to this file")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up per site before the rounds")
 	flag.IntVar(&o.connections, "connections", 64, "wrk connections")
 	flag.BoolVar(&o.scale, "scale", false, "measure the scale figures instead of the auth comparison")
@@ -184,13 +184,13 @@ func (b *bench) stopAll() {
 // (on Caddy's CPU: its work is the auth step's cost) and sets the
 // environment Caddy's config reads.
 func (b *bench) startServers(keysFile string) error {
-	ports, err := freePorts(8)
+	ports, err := freePorts(9)
 	if err != nil {
 		return err
 	}
 	b.ports = map[string]string{
 		"bare": ports[0], "apikey_auth": ports[1], "forward_auth": ports[2], "basic_auth": ports[3],
-		"verify": ports[7],
+		"verify": ports[7], "respond": ports[8],
 	}
 	b.admin = "localhost:" + ports[6]
 	upstream, authsvc := "127.0.0.1:"+ports[4], "127.0.0.1:"+ports[5]
@@ -210,6 +210,7 @@ func (b *bench) startServers(keysFile string) error {
 		"BENCH_PORT_BARE=" + ports[0], "BENCH_PORT_APIKEY=" + ports[1],
 		"BENCH_PORT_FORWARD=" + ports[2], "BENCH_PORT_BASIC=" + ports[3],
 		"BENCH_BCRYPT=" + string(hash), "BENCH_PORT_VERIFY=" + ports[7],
+		"BENCH_PORT_RESPOND=" + ports[8],
 	}
 	b.upstream, b.authsvc = upstream, authsvc
 	for _, addr := range []string{upstream, authsvc} {

@@ -13,10 +13,12 @@ import (
 	"github.com/keygate/keygate/storage/cache"
 )
 
-// nginxConf is the nginx of loadbench -nginx: three servers in front of
+// nginxConf is the nginx of loadbench -nginx: four servers in front of
 // the same upstream, differing only in the auth step. keygate asks
 // apikey_verify (mode nginx) as the README's block does, authsvc asks the
 // minimal Go service; both strip the key and pass one identity header.
+// respond asks a Caddy site that answers every check with an empty 200:
+// the floor of any Caddy handler as an auth service.
 // Connections to every peer are kept alive, alike (every location that
 // sets a proxy header sets Connection too: nginx inherits proxy_set_header
 // only into locations that set none).
@@ -39,6 +41,7 @@ http {
 	upstream api { server {upstream}; keepalive 64; }
 	upstream keygate { server {verifier}; keepalive 64; }
 	upstream authsvc { server {authsvc}; keepalive 64; }
+	upstream respond { server {respond}; keepalive 64; }
 
 	server {
 		listen 127.0.0.1:{port_bare};
@@ -84,11 +87,31 @@ http {
 			proxy_set_header Connection "";
 		}
 	}
+
+	server {
+		listen 127.0.0.1:{port_respond};
+		location / {
+			auth_request /.respond;
+			proxy_set_header X-API-Key "";
+			proxy_set_header Connection "";
+			proxy_pass http://api;
+		}
+		location = /.respond {
+			internal;
+			proxy_pass http://respond/verify;
+			proxy_pass_request_body off;
+			proxy_set_header Content-Length "";
+			proxy_set_header Connection "";
+			proxy_set_header X-Original-Method $request_method;
+			proxy_set_header X-Original-URI $request_uri;
+		}
+	}
 }
 `
 
 // compareNginx runs nginx auth_request → apikey_verify against nginx
-// auth_request → authsvc (and nginx alone), in alternating rounds. nginx,
+// auth_request → authsvc (and nginx alone, and auth_request to Caddy's
+// respond 200), in alternating rounds. nginx,
 // Caddy and authsvc share CPU 0, so each auth service's cost shows in
 // nginx's throughput; wrk and the upstream have CPU 1.
 func (b *bench) compareNginx() error {
@@ -112,13 +135,14 @@ func (b *bench) compareNginx() error {
 	if err := b.importKeys(export); err != nil {
 		return err
 	}
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
-	b.ports["nginx"], b.ports["nginx_keygate"], b.ports["nginx_authsvc"] = ports[0], ports[1], ports[2]
+	b.ports["nginx"], b.ports["nginx_keygate"], b.ports["nginx_authsvc"], b.ports["nginx_caddy"] = ports[0], ports[1], ports[2], ports[3]
 	conf := strings.NewReplacer("{dir}", b.dir, "{upstream}", b.upstream, "{verifier}", "127.0.0.1:"+b.ports["verify"],
-		"{authsvc}", b.authsvc, "{port_bare}", ports[0], "{port_keygate}", ports[1], "{port_authsvc}", ports[2]).Replace(nginxConf)
+		"{authsvc}", b.authsvc, "{respond}", "127.0.0.1:"+b.ports["respond"],
+		"{port_bare}", ports[0], "{port_keygate}", ports[1], "{port_authsvc}", ports[2], "{port_respond}", ports[3]).Replace(nginxConf)
 	confPath := filepath.Join(b.dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return err
@@ -139,14 +163,16 @@ func (b *bench) compareNginx() error {
 		"nginx":         {ngx.Process.Pid},
 		"nginx_keygate": {ngx.Process.Pid, b.caddy.Process.Pid},
 		"nginx_authsvc": {ngx.Process.Pid, b.auth.Process.Pid},
+		"nginx_caddy":   {ngx.Process.Pid, b.caddy.Process.Pid},
 	}
 	key := "X-API-Key: " + tokens[0]
 	sites := []site{
 		{"nginx", key, b.opts.duration, b.opts.connections},
 		{"nginx_keygate", key, b.opts.duration, b.opts.connections},
 		{"nginx_authsvc", key, b.opts.duration, b.opts.connections},
+		{"nginx_caddy", key, b.opts.duration, b.opts.connections},
 	}
-	for _, s := range sites[1:] {
+	for _, s := range sites[1:3] { // nginx_caddy lets every request through
 		if err := b.checkSite(s); err != nil {
 			return err
 		}
@@ -154,6 +180,11 @@ func (b *bench) compareNginx() error {
 	for _, s := range sites {
 		log.Printf("warming up %s", s.name)
 		if _, err := b.wrk(s, min(b.opts.warmup, s.duration), nil); err != nil {
+			return err
+		}
+	}
+	if b.opts.profile != "" {
+		if err := b.cpuProfile(sites[1]); err != nil {
 			return err
 		}
 	}
@@ -195,5 +226,12 @@ func printNginxComparison(sites []site, results map[string][]wrkResult) {
 		addedP99 = append(addedP99, r.p99-results["nginx"][i].p99)
 	}
 	fmt.Printf("\nmedian per-round throughput ratio nginx_keygate / nginx_authsvc: %.3f\n", median(ratio))
+	var floor, onFloor []float64
+	for i, r := range results["nginx_caddy"] {
+		floor = append(floor, r.rps/results["nginx_authsvc"][i].rps)
+		onFloor = append(onFloor, results["nginx_keygate"][i].rps/r.rps)
+	}
+	fmt.Printf("median per-round ratio nginx_caddy (Caddy's respond 200) / nginx_authsvc: %.3f; nginx_keygate / nginx_caddy: %.3f\n",
+		median(floor), median(onFloor))
 	fmt.Printf("median per-round p99 added by auth_request to Keygate (vs nginx alone): %s\n", median(addedP99))
 }
