@@ -162,9 +162,4 @@ func admit(r *http.Request, cred *verified) {
 
 // principal is the caller of the admin API that cred authenticates: never
 // trusted, it acts with its key's effective scopes.
-func (cred *verified) principal() admin.Principal {
-	return admin.Principal{
-		Actor: cred.KeyID, AccountID: cred.AccountID, TokenID: cred.TokenID, Scopes: cred.Scopes,
-		Trusted: false,
-	}
-}
+func (cred *verified) principal() admin.Principal { return cred.Credential.Principal() }

@@ -27,12 +27,18 @@ func nginxBinary(t testing.TB) string {
 			return path
 		}
 	}
-	msg := "SKIPPING: nginx is not installed (apt-get install -y nginx); this test runs nginx auth_request in front of Keygate"
-	if os.Getenv(envRequireProxies) == "1" {
-		t.Fatal(msg + " and " + envRequireProxies + "=1 requires it")
-	}
-	t.Skip(msg)
+	missing(t, envRequireProxies, "nginx is not installed (apt-get install -y nginx); this test runs nginx auth_request in front of Keygate")
 	return ""
+}
+
+// missing skips t loudly for what is missing, or fails it when the
+// environment variable require is "1" (as CI sets it).
+func missing(t testing.TB, require, what string) {
+	t.Helper()
+	if os.Getenv(require) == "1" {
+		t.Fatal("MISSING: " + what + ", and " + require + "=1 requires it")
+	}
+	t.Skip("SKIPPING: " + what)
 }
 
 // nginx is one running nginx process, in the foreground, with its prefix,
